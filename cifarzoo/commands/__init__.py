@@ -1,0 +1,1 @@
+"""One module per CLI verb; each stays thin and calls into zoo / benchmark / leaderboard."""

@@ -1,0 +1,40 @@
+"""An entry: an architecture, its arguments and a recipe, with the report it comes from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from zoo.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Reported:
+    """The reference report's own test numbers for this configuration (None where not reported)."""
+
+    accuracy: float | None = None  # test accuracy, fraction 0..1
+    loss: float | None = None  # test cross-entropy
+    where: str = ""  # e.g. "report 000, table 2"
+    note: str = ""  # caveats, e.g. "Kaggle test set of 300,000 images"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered zoo entry, named `<architecture>-<recipe>`."""
+
+    name: str
+    architecture: str
+    recipe: Recipe
+    report: str  # "000".."004", or "cifarzoo" for entries of our own
+    report_model: str  # the configuration's name in the report, e.g. "ResNet-12 (augmented)"
+    family: str  # "cnn", "resnet", "rnn", "transformer", "mlp-mixer", "mlp", "pretrained"
+    kind: str  # recipe kind shown on the site: "norm", "aug" or "ft" (fine-tune)
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    reported: Reported = field(default_factory=Reported)
+    pretrained: str | None = None  # torchvision weights enum, e.g. "ResNet18_Weights.IMAGENET1K_V1"
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["recipe"] = self.recipe.to_dict()
+        return data

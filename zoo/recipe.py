@@ -1,0 +1,83 @@
+"""How an entry is trained: the recipe, as data (nanoGPT-style config dataclass).
+
+Every field carries its unit. Reports 000, 001, 002 and 004 each use a different early-stopping
+rule, so the rule is data too (`EarlyStopping`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "exponential", "cosine", "onecycle")
+NORMALIZATIONS = ("dataset", "imagenet", "half", "none")
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop when `monitor` has not improved by `min_delta` for `patience` evaluations."""
+
+    monitor: str = "val_loss"  # "val_loss" (lower is better) or "val_acc" (higher is better)
+    patience: int = 5  # evaluations without improvement before stopping
+    min_delta: float = 0.0  # smallest change that counts as an improvement, in the monitor's unit
+    max_train_val_gap: float | None = None  # stop if train acc - val acc exceeds this (fraction, report 004)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe. Defaults are a plain Adam run; entries override what their report states."""
+
+    optimizer: str = "adam"  # "adam", "adamw" or "sgd" (SGD always with Nesterov momentum)
+    lr: float = 1e-3  # peak learning rate, per step
+    momentum: float = 0.9  # SGD momentum (ignored by Adam/AdamW, whose betas stay at defaults)
+    weight_decay: float = 0.0  # L2 (Adam, SGD) or decoupled (AdamW) decay, per step
+    batch_size: int = 128  # images per optimizer step
+    max_epochs: int = 100  # passes over the training split, at most
+    min_epochs: int = 0  # early stopping may not stop before this many epochs
+    early_stopping: EarlyStopping | None = None  # None: always train max_epochs
+    eval_every: int = 1  # epochs between validation passes (report 002 validated every 5)
+    scheduler: str = "none"  # "none", "exponential", "cosine" or "onecycle"
+    gamma: float = 0.9  # exponential decay factor per epoch (scheduler="exponential")
+    warmup_epochs: float = 0.0  # linear warm-up length, in epochs (cosine / onecycle)
+    label_smoothing: float = 0.0  # cross-entropy label smoothing, fraction
+    augment: str = "norm"  # augmentation policy name (benchmark.augment.POLICIES)
+    augment_prob: float = 1.0  # probability that the policy is applied to an image (report 002)
+    normalize: str = "dataset"  # "dataset" (train-split mean/std), "imagenet", "half" (0.5/0.5), "none"
+    input_size: int = 32  # side of the square image the network sees, in pixels (fine-tunes upsample)
+    precision: str = "bf16"  # "bf16" autocast or "fp32"
+    channels_last: bool = True  # NHWC memory layout for convolutions
+    compile: bool = False  # torch.compile the model (warm-up excluded from timings)
+    ema_decay: float | None = None  # exponential moving average of weights, per step; None: off
+    tta: bool = False  # flip test-time augmentation at evaluation
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+        if self.precision not in ("bf16", "fp32"):
+            raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A copy with some fields changed (`early_stopping` may be given as a dict)."""
+        if isinstance(changes.get("early_stopping"), dict):
+            changes["early_stopping"] = EarlyStopping(**changes["early_stopping"])
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        if isinstance(data.get("early_stopping"), dict):
+            data["early_stopping"] = EarlyStopping(**data["early_stopping"])
+        return cls(**data)
+
+
+RECIPE_FIELDS = tuple(f.name for f in fields(Recipe))
+_ = field  # re-exported for model files that build recipes
