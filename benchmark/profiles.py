@@ -1,0 +1,58 @@
+"""Profiles name the compute budget of a run; the profile is part of every record and table.
+
+- smoke: seconds per entry; for tests and CI. Numbers are meaningless beyond "it learns".
+- quick: a CPU budget: the whole zoo on the real data in under an hour on a 2-core CPU. A balanced
+  subset of the train split, a few epochs, the full 10,000-image test split.
+- full: the entry's own recipe (the report's), all data, three seeds as report 001 did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zoo.errors import unknown_name
+from zoo.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    train_images: int | None  # balanced subset of the train split; None = the whole split
+    val_images: int | None  # balanced subset of the validation split; None = all of it
+    test_images: int | None  # balanced subset of the test split; None = all of it
+    max_epochs: int | None  # cap on the recipe's max_epochs; None = the recipe's own
+    max_batch_size: int | None  # cap, so tiny subsets still give several steps
+    max_input_size: int | None  # cap on the input side (fine-tunes upsample to 224/384 px)
+    timing: str  # benchmark.timing budget preset: "smoke", "quick" or "full"
+    seeds: tuple[int, ...]  # default seeds for `bench`
+    description: str
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        """The recipe this profile actually runs (stored in the record)."""
+        changes: dict = {}
+        if self.max_epochs is not None and recipe.max_epochs > self.max_epochs:
+            changes.update(max_epochs=self.max_epochs, eval_every=1)
+            changes["min_epochs"] = min(recipe.min_epochs, self.max_epochs)
+        if self.max_batch_size is not None and recipe.batch_size > self.max_batch_size:
+            changes["batch_size"] = self.max_batch_size
+        if self.max_input_size is not None and recipe.input_size > self.max_input_size:
+            changes["input_size"] = self.max_input_size
+        return recipe.replace(**changes) if changes else recipe
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", 512, 256, 500, 2, 64, 64, "smoke", (0,),
+                     "512 training images, 2 epochs, batches of at most 64, inputs at most 64 px: seconds."),
+    "quick": Profile("quick", 10_000, 2_000, None, 4, None, 64, "quick", (0,),
+                     "10,000 training images (balanced), 2,000 validation, 4 epochs at most, inputs at most "
+                     "64 px, full test split: minutes per entry on a 2-core CPU."),
+    "full": Profile("full", None, None, None, None, None, None, "full", (0, 1, 2),
+                    "the entry's own recipe on the whole train split (80/20 train/validation), seeds 0, 1, 2."),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise unknown_name("profile", name, PROFILES) from None

@@ -1,0 +1,131 @@
+"""Writing and reading result records: run ids, atomic writes, the environment block."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmark.schema import SCHEMA_VERSION, validate
+from zoo.errors import CifarzooError
+
+
+def run_id(entry: str, recipe: dict[str, Any], arch_kwargs: dict[str, Any], seed: int, profile: str,
+           fingerprint: str) -> str:
+    """Stable id of one run: readable prefix + a hash of everything that defines it."""
+    blob = json.dumps([entry, recipe, arch_kwargs, seed, profile, fingerprint], sort_keys=True, default=str)
+    return f"{entry}--{profile}--s{seed}--{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def record_path(results: Path, rid: str) -> Path:
+    return results / f"{rid}.json"
+
+
+def write_json_atomic(path: Path, data: Any, *, overwrite: bool = False) -> None:
+    """Write JSON atomically (see `write_text_atomic`); an existing file is kept unless `overwrite`."""
+    if path.exists() and not overwrite:
+        raise CifarzooError(f"{path} exists and is never overwritten; pass --force to replace it.")
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temp file and rename: readers never see half a file, and a full disk leaves the
+    old state (no file, or the previous one) in place."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CifarzooError(f"the disk is full while writing {path}; nothing was left half-written.") from None
+        if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise CifarzooError(f"cannot write to {path.parent} (permission denied); choose another folder.") from None
+        raise
+
+
+def write_record(results: Path, record: dict[str, Any], *, force: bool = False) -> Path:
+    problems = validate(record)
+    if problems:  # a programming error: the runner built an invalid record
+        raise ValueError(f"invalid record {record.get('run_id')}: {'; '.join(problems)}")
+    path = record_path(results, record["run_id"])
+    write_json_atomic(path, record, overwrite=force)
+    return path
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CifarzooError(f"cannot read result record {path}: {err}.") from None
+    version = record.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise CifarzooError(
+            f"{path} has schema_version {version}, but this cifarzoo reads version {SCHEMA_VERSION}; "
+            "use a results directory of this version (or upgrade cifarzoo).")
+    return record
+
+
+def check_results_dir(results: Path) -> None:
+    """Fail early, in one sentence, if results cannot be written or hold another schema version."""
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        probe = results / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError:
+        raise CifarzooError(f"the results directory {results} is not writable; choose another --results.") from None
+    for path in sorted(results.glob("*.json")):
+        try:
+            version = json.loads(path.read_text()).get("schema_version")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        if version is not None and version != SCHEMA_VERSION:
+            raise CifarzooError(
+                f"{results} holds records of schema version {version} (e.g. {path.name}); this cifarzoo writes "
+                f"version {SCHEMA_VERSION}: use a fresh --results directory.")
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Where a run ran: hardware, threads and library versions."""
+    import torch
+    import torchvision
+
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:  # pragma: no cover
+        ort_version = None
+    from cifarzoo import __version__
+
+    return {
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else _cpu_name(),
+        "threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "onnxruntime": ort_version,
+        "platform": platform.platform(),
+        "cifarzoo": __version__,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or 'CPU'} ({os.cpu_count()} cores)"
