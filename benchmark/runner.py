@@ -142,6 +142,8 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
     record["data"].update(n_train=len(train_idx), n_val=len(val_idx), n_test=len(test_idx), mean=mean, std=std)
 
     model = zoo.create(run.entry.architecture, **run.arch_kwargs)
+    if hasattr(model, "data_init"):  # data-dependent initialisation (e.g. a whitening first conv)
+        model.data_init(next(iter(train_loader.epoch(0)))[0].float())
     ckpt = ctx.checkpoints / f"{run.run_id}.ckpt"
     from benchmark.progress import Progress
 

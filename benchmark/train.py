@@ -121,17 +121,29 @@ def autocast(device: torch.device, precision: str) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """Logits averaged over test-time views: the image, its mirror, and (flip+translate) the mirror
+    pair shifted one pixel each way with reflect padding, as the fast-training literature does."""
+    if tta == "none":
+        return model(x)
+    logits = 0.5 * (model(x) + model(x.flip(-1)))
+    if tta == "flip":
+        return logits
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., :-2, :-2], padded[..., 2:, 2:]
+    shifted = 0.25 * sum(model(v) for v in (up_left, up_left.flip(-1), down_right, down_right.flip(-1)))
+    return 0.5 * logits + 0.5 * shifted
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, loader: Any, device: torch.device, precision: str = "fp32",
-            tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+            tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (float32, CPU) and labels for every image of a non-shuffled loader."""
     model.eval()
     outs, labels = [], []
     for x, y in loader.epoch(0):
         with autocast(device, precision):
-            logits = model(x)
-            if tta:  # mirror test-time augmentation: average with the horizontally flipped image
-                logits = 0.5 * (logits + model(x.flip(-1)))
+            logits = tta_logits(model, x, tta)
         outs.append(logits.float())
         labels.append(y)
     return torch.cat(outs).cpu(), torch.cat(labels).cpu()

@@ -49,7 +49,7 @@ class Recipe:
     channels_last: bool = True  # NHWC memory layout for convolutions
     compile: bool = False  # torch.compile the model (warm-up excluded from timings)
     ema_decay: float | None = None  # exponential moving average of weights, per step; None: off
-    tta: bool = False  # flip test-time augmentation at evaluation
+    tta: str = "none"  # test-time augmentation at evaluation: "none", "flip" or "flip+translate"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
