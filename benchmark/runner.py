@@ -11,6 +11,7 @@ import datetime as dt
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,15 @@ from zoo.entry import Entry
 from zoo.recipe import Recipe
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class RunStopped(Exception):
+    """Raised by a `RunContext.on_epoch` hook to end a run early (a pruned sweep trial): the run's record
+    is written with status "skipped", this exception's message as the reason, and `history` so far."""
+
+    def __init__(self, reason: str, history: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(reason)
+        self.history = list(history or [])
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class RunContext:
     progress: str = "auto"
     force: bool = False
     checkpoints: Path | None = None  # default: <results>/.checkpoints
+    on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each history row; may raise RunStopped
 
     def __post_init__(self) -> None:
         if self.checkpoints is None:
@@ -103,6 +114,8 @@ def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
             record["status"] = "ok"
         except KeyboardInterrupt:
             raise  # the checkpoint of the last finished epoch stays; no record is written
+        except RunStopped as stop:
+            record.update(status="skipped", reason=str(stop), history=stop.history)
         except Exception as err:  # isolation: a failing run becomes a failed record, the bench goes on
             tb_file = f"{run.run_id}.traceback.txt"
             write_text_atomic(ctx.results / tb_file, traceback.format_exc())
@@ -148,8 +161,13 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
     from benchmark.progress import Progress
 
     bar = Progress(recipe.max_epochs, f"  {run.run_id}", ctx.progress, position=1, leave=False)
-    fitted = fit(model, recipe, train_loader, val_loader, device=device, checkpoint=ckpt,
-                 on_epoch=lambda row: bar.update(1, loss=row["train_loss"], val_acc=row.get("val_acc", "-")))
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        bar.update(1, loss=row["train_loss"], val_acc=row.get("val_acc", "-"))
+        if ctx.on_epoch is not None:
+            ctx.on_epoch(row)
+
+    fitted = fit(model, recipe, train_loader, val_loader, device=device, checkpoint=ckpt, on_epoch=on_epoch)
     bar.close()
 
     t_eval = time.perf_counter()
