@@ -1,0 +1,218 @@
+"""Build the static site: gather and validate every record first, then render every page through one
+Jinja environment into a fresh folder that replaces `out` only when it is complete.
+
+`strict`: any warning (a skipped record, a missing traceback file, a data source matching no record)
+fails the build with a CifarzooError *before* the output folder is touched, so a strict build never
+publishes a site that leaves records out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChainableUndefined, Environment, FileSystemLoader, select_autoescape
+
+from leaderboard import format as fmt
+from leaderboard import plots, samples, tables
+from leaderboard.pages import LOSSY_NOTE, SMOKE_NOTE, entry_context
+from leaderboard.records import Gathered, gather
+from zoo.errors import CifarzooError
+
+HERE = Path(__file__).parent
+MARKER = ".cifarzoo-site"  # written into every built site; only such folders are ever replaced
+
+
+class StrictBuildError(CifarzooError):
+    """A --strict build stopped on warnings; they are in `.warnings`."""
+
+    def __init__(self, warnings: list[str]) -> None:
+        super().__init__(f"--strict: {len(warnings)} warning(s), nothing was built; fix the records named "
+                         "above or build without --strict.")
+        self.warnings = warnings
+
+
+@dataclass
+class BuildReport:
+    """What a build wrote and what it skipped."""
+
+    out: Path
+    index: Path
+    pages: list[Path]  # entry pages
+    records: int  # usable records read
+    ok: int
+    not_ok: int  # failed or skipped runs (listed on the index)
+    rows: int  # leaderboard rows
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def build_site(results: Path, out: Path, strict: bool = False, data_source: str | None = None,
+               warn: Callable[[str], None] | None = None) -> BuildReport:
+    """Build the leaderboard from the records under `results` into `out`; `warn` hears each warning."""
+    started = time.perf_counter()
+    results, out = Path(results), Path(out)
+    gathered = gather(results, warn)
+    warnings = list(gathered.warnings)
+
+    def add_warning(message: str) -> None:
+        warnings.append(message)
+        if warn is not None:
+            warn(message)
+
+    dataset = _dataset(data_source, gathered, add_warning)
+    if strict and warnings:
+        raise StrictBuildError(warnings)
+    _check_out(out, results)
+
+    building = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    try:
+        pages = _render(gathered, building, dataset, data_source)
+        _replace(building, out)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    runs = gathered.runs
+    n_ok = int((runs["status"] == "ok").sum())
+    return BuildReport(out=out, index=out / "index.html", pages=[out / p for p in pages],
+                       records=len(runs), ok=n_ok, not_ok=len(runs) - n_ok, rows=len(pages),
+                       warnings=warnings, seconds=time.perf_counter() - started)
+
+
+def _dataset(source: str | None, gathered: Gathered, warn: Callable[[str], None]) -> Any:
+    """Load `source` for sample images if given; warn when it matches no record's data."""
+    if source is None:
+        return None
+    dataset = samples.load_dataset(source)
+    if dataset.fingerprint not in set(gathered.runs["fingerprint"]):
+        warn(f"data source {source} (fingerprint {dataset.fingerprint}) matches no record's data; "
+             "sample images are left out.")
+    return dataset
+
+
+def _check_out(out: Path, results: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise CifarzooError(f"output '{out}' is a file; pass --out with a folder.")
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise CifarzooError(f"output folder '{out}' is not empty and holds no cifarzoo site; pass --out "
+                            "with a new or empty folder (a build replaces its whole output folder).")
+    out_abs, results_abs = out.resolve(), results.resolve()
+    if out_abs == results_abs or out_abs in results_abs.parents:
+        raise CifarzooError(f"output folder '{out}' contains the results folder '{results}'; pass --out "
+                            "with a separate folder.")
+
+
+def _replace(new: Path, out: Path) -> None:
+    """Swap the finished build in, so `out` is never half-written."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class _Missing(ChainableUndefined):
+    """A key a record lacks: renders as an em dash, so one sparse record cannot break a page."""
+
+    def __str__(self) -> str:
+        return fmt.DASH
+
+
+def environment() -> Environment:
+    """The one Jinja environment every page is rendered with."""
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(("html",)),
+                      undefined=_Missing, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(fmt.FILTERS)
+    env.globals.update(missing=fmt.missing, lossy_note=LOSSY_NOTE, smoke_note=SMOKE_NOTE)
+    return env
+
+
+def _render(gathered: Gathered, site: Path, dataset: Any, data_source: str | None) -> list[str]:
+    """Write every page, figure, download and copied file of the site; returns the entry page paths."""
+    runs = gathered.runs
+    table = tables.leaderboard_table(runs)
+    pairs = tables.augmentation_table(table)
+    failures = tables.failures_table(runs)
+    env = environment()
+    shutil.copytree(HERE / "static", site / "static")
+    (site / MARKER).write_text("built by `cifarzoo leaderboard build`; the next build replaces this folder\n")
+
+    images = _sample_images(gathered, table, site, dataset)
+    rows = tables.to_plain(table)
+    figures: list[plots.Job] = []
+    if len(table):
+        figures.append(("tradeoff", (table, site / "assets" / "index" / "tradeoff.png")))
+    if len(pairs):
+        figures.append(("augmentation", (pairs, site / "assets" / "index" / "augmentation.png")))
+    pages = []
+    for row in rows:
+        records = [gathered.records[r] for r in runs.loc[(runs["status"] == "ok") & (runs["entry"] == row["entry"])
+                   & (runs["profile"] == row["profile"]) & (runs["fingerprint"] == row["fingerprint"]), "run_id"]]
+        note = _sample_note(dataset, data_source, row["fingerprint"])
+        context = entry_context(row, records, site, images.get(row["fingerprint"]), note, figures)
+        _write(site / row["page"], env.get_template("entry.html").render(root="../", **context))
+        pages.append(row["page"])
+
+    plots.draw(figures)
+    failed = _copy_tracebacks(gathered, failures, site)
+    _write(site / "leaderboard.csv", table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    _write(site / "leaderboard.json", json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
+    page_of = {(r["entry"], r["profile"]): r["page"] for r in rows}
+    html = env.get_template("index.html").render(
+        root="", rows=rows, pairs=tables.to_plain(pairs), failures=failed, page_of=page_of,
+        sources=tables.data_sources(runs[runs["fingerprint"].notna()]),
+        several_sources=table["fingerprint"].nunique() > 1, n_records=len(runs),
+        options={k: sorted(set(table[k])) for k in ("family", "kind", "profile")},
+        built_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    _write(site / "index.html", html)
+    return pages
+
+
+def _sample_images(gathered: Gathered, table: Any, site: Path, dataset: Any) -> dict[str, dict[int, str]]:
+    """fingerprint -> {test index -> site-relative image path}, for the data copy given with --data."""
+    if dataset is None or dataset.fingerprint not in set(table["fingerprint"]):
+        return {}
+    indices = [s["index"] for r in gathered.records.values() if r["status"] == "ok"
+               and r["data"]["fingerprint"] == dataset.fingerprint for s in (r["test"].get("samples") or [])]
+    folder = f"samples/{dataset.fingerprint[:16]}"
+    names = samples.write_images(dataset.x_test, indices, site / folder)
+    return {dataset.fingerprint: {i: f"{folder}/{n}" for i, n in names.items()}}
+
+
+def _sample_note(dataset: Any, data_source: str | None, fingerprint: str) -> str:
+    if dataset is None:
+        return ("Images are not stored in records; build the site with --data SOURCE (the data copy these runs "
+                "used) to show them.")
+    if dataset.fingerprint != fingerprint:
+        return (f"No images: the data given with --data ({data_source}, fingerprint {dataset.fingerprint}) is "
+                f"not the copy these runs used (fingerprint {fingerprint}).")
+    return ""
+
+
+def _copy_tracebacks(gathered: Gathered, failures: Any, site: Path) -> list[dict[str, Any]]:
+    """Failure rows for the index, with each traceback file copied into site/tracebacks/."""
+    rows = tables.to_plain(failures)
+    for row in rows:
+        row["traceback"] = None
+        if row["traceback_file"]:
+            source = gathered.paths[row["run_id"]].parent / row["traceback_file"]
+            if source.is_file():
+                target = site / "tracebacks" / f"{row['run_id']}.txt"
+                target.parent.mkdir(exist_ok=True)
+                shutil.copyfile(source, target)
+                row["traceback"] = f"tracebacks/{row['run_id']}.txt"
+    return rows
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

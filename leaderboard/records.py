@@ -1,0 +1,149 @@
+"""Find, load and validate result records, and flatten them into one pandas row per run.
+
+Every `*.json` under the results folder that has a `schema_version` key is a record; other JSON
+files are ignored. Records that cannot be used are skipped with a warning naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark.schema import REQUIRED, SCHEMA_VERSION, validate
+from zoo.errors import CifarzooError
+
+# nested keys an ok record needs (the schema's validate() checks only the top level and test); a failed
+# or skipped run may have stopped before its data was loaded, so it needs none of them
+NEEDED = (("entry", "name"), ("data", "fingerprint"))
+
+
+@dataclass
+class Gathered:
+    """What the build reads: the valid records, where each came from, and what was skipped and why."""
+
+    records: dict[str, dict[str, Any]]  # run_id -> record
+    paths: dict[str, Path]  # run_id -> the record's file
+    runs: pd.DataFrame  # one row per record (see `flatten`)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Warnings(list):
+    """A list of warning sentences that also hands each one to a callback as it is found."""
+
+    def __init__(self, warn: Callable[[str], None] | None) -> None:
+        super().__init__()
+        self.warn = warn
+
+    def append(self, message: str) -> None:
+        super().append(message)
+        if self.warn is not None:
+            self.warn(message)
+
+
+def gather(results: Path, warn: Callable[[str], None] | None = None) -> Gathered:
+    """Load every record under `results`; a missing folder or no usable record is a CifarzooError.
+
+    Each warning is returned in `Gathered.warnings` and, as it is found, passed to `warn`.
+    """
+    results = Path(results)
+    if not results.exists():
+        raise CifarzooError(f"results folder '{results}' does not exist; run `cifarzoo bench` first "
+                            "or pass --results with the folder that holds the result records.")
+    if not results.is_dir():
+        raise CifarzooError(f"'{results}' is a file, not a folder; pass --results with a folder of records.")
+    records: dict[str, dict[str, Any]] = {}
+    paths: dict[str, Path] = {}
+    warnings = _Warnings(warn)
+    for path in sorted(results.rglob("*.json")):
+        name = path.relative_to(results).as_posix()
+        record = _read_record(path, name, warnings)
+        if record is None:
+            continue
+        run_id = str(record["run_id"])
+        if run_id in records:
+            warnings.append(f"records {paths[run_id].relative_to(results).as_posix()} and {name} share "
+                            f"run_id {run_id}; kept the first.")
+            continue
+        tb = record.get("traceback_file")
+        if tb and not (path.parent / tb).is_file():
+            warnings.append(f"record {name} names traceback file {tb}, which is not beside it.")
+        records[run_id], paths[run_id] = record, path
+    if not records:
+        skipped = f" ({len(warnings)} skipped, see the warnings)" if warnings else ""
+        raise CifarzooError(f"no usable result records under '{results}'{skipped}; run `cifarzoo bench` "
+                            "first or pass --results with the folder that holds them.")
+    runs = pd.DataFrame([flatten(r, paths[k].relative_to(results).as_posix()) for k, r in records.items()])
+    return Gathered(records=records, paths=paths, runs=runs, warnings=list(warnings))
+
+
+def _read_record(path: Path, name: str, warnings: list[str]) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        warnings.append(f"{name} is not readable JSON ({err}); skipped.")
+        return None
+    if not isinstance(data, dict) or "schema_version" not in data:
+        return None  # some other JSON file (a sweep summary, a config): not ours to judge
+    version = data["schema_version"]
+    if not isinstance(version, int) or isinstance(version, bool):
+        warnings.append(f"record {name} has schema_version {version!r}, which is not an integer; skipped.")
+        return None
+    if version > SCHEMA_VERSION:
+        warnings.append(f"record {name} has schema_version {version}; this cifarzoo reads {SCHEMA_VERSION}"
+                        " — upgrade cifarzoo; skipped.")
+        return None
+    missing = [k for k in REQUIRED if k not in data]
+    if data.get("status") == "ok":
+        missing += [".".join(keys) for keys in NEEDED if keys[0] not in missing and dig(data, *keys) is None]
+    if missing:
+        warnings.append(f"record {name} lacks fields {', '.join(missing)}; skipped.")
+        return None
+    problems = validate(data)
+    if problems:
+        warnings.append(f"record {name} is invalid ({'; '.join(problems)}); skipped.")
+        return None
+    return data
+
+
+def dig(record: Any, *keys: str | int) -> Any:
+    """record[k1][k2]... or None where any level is missing or null."""
+    for key in keys:
+        if isinstance(record, dict):
+            record = record.get(key)
+        elif isinstance(record, list) and isinstance(key, int) and -len(record) <= key < len(record):
+            record = record[key]
+        else:
+            return None
+    return record
+
+
+def flatten(record: dict[str, Any], file: str = "") -> dict[str, Any]:
+    """The numbers and labels of one record that the tables need, as one flat row."""
+    r = record
+    return {
+        "run_id": r["run_id"], "file": file, "status": r["status"], "reason": r["reason"],
+        "traceback_file": r["traceback_file"],
+        "entry": dig(r, "entry", "name") or str(r["run_id"]).split("--")[0],
+        "architecture": dig(r, "entry", "architecture"),
+        "family": dig(r, "entry", "family") or "", "kind": dig(r, "entry", "kind") or "",
+        "report": dig(r, "entry", "report") or "", "report_model": dig(r, "entry", "report_model") or "",
+        "reported_acc": dig(r, "entry", "reported", "accuracy"),
+        "reported_loss": dig(r, "entry", "reported", "loss"),
+        "seed": r["seed"], "profile": r["profile"],
+        "data_source": dig(r, "data", "source") or "", "data_description": dig(r, "data", "description") or "",
+        "fingerprint": dig(r, "data", "fingerprint"), "lossy": bool(dig(r, "data", "lossy")),
+        "test_acc": dig(r, "test", "accuracy"), "test_loss": dig(r, "test", "loss"),
+        "ece": dig(r, "test", "ece"), "auc_macro": dig(r, "test", "roc_auc", "macro"),
+        "params": dig(r, "model", "params"), "flops": dig(r, "model", "flops_per_image"),
+        "torch_ms": dig(r, "timing", "torch", "batch1_ms", "p50"),
+        "ort_ms": dig(r, "timing", "onnxruntime", "batch1_ms", "p50"),
+        "speedup": dig(r, "timing", "speedup_batch1"),
+        "train_s": dig(r, "durations", "train_s"), "total_s": dig(r, "durations", "total_s"),
+        "epochs_run": dig(r, "training", "epochs_run"), "best_epoch": dig(r, "training", "best_epoch"),
+        "command": r["command"], "finished_at": r["finished_at"],
+    }
