@@ -99,15 +99,15 @@ def _dataset(source: str | None, gathered: Gathered, warn: Callable[[str], None]
 
 
 def _check_out(out: Path, results: Path) -> None:
+    out_abs, results_abs = out.resolve(), results.resolve()
+    if out_abs == results_abs or out_abs in results_abs.parents:
+        raise CifarzooError(f"output folder '{out}' contains the results folder '{results}'; pass --out "
+                            "with a separate folder.")
     if out.exists() and not out.is_dir():
         raise CifarzooError(f"output '{out}' is a file; pass --out with a folder.")
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise CifarzooError(f"output folder '{out}' is not empty and holds no cifarzoo site; pass --out "
                             "with a new or empty folder (a build replaces its whole output folder).")
-    out_abs, results_abs = out.resolve(), results.resolve()
-    if out_abs == results_abs or out_abs in results_abs.parents:
-        raise CifarzooError(f"output folder '{out}' contains the results folder '{results}'; pass --out "
-                            "with a separate folder.")
 
 
 def _replace(new: Path, out: Path) -> None:
