@@ -16,6 +16,7 @@ class Reported:
     loss: float | None = None  # test cross-entropy
     where: str = ""  # e.g. "report 000, table 2"
     note: str = ""  # caveats, e.g. "Kaggle test set of 300,000 images"
+    per_class_accuracy: dict[str, float] = field(default_factory=dict)  # class name -> fraction, if reported
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Entry:
     reported: Reported = field(default_factory=Reported)
     pretrained: str | None = None  # torchvision weights enum, e.g. "ResNet18_Weights.IMAGENET1K_V1"
     description: str = ""
+    num_params: int | None = None  # parameter count (metadata; the tests recompute it from the builder)
+    weights_url: str | None = None  # pinned trained weights (.safetensors) to fetch when none are stored
+    weights_sha256: str | None = None  # sha256 of the file at weights_url; required with it
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -78,7 +78,7 @@ def create(architecture: str, **kwargs: Any) -> Any:
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     bad = [k for k in kwargs if k not in params]
     if bad and not accepts_any:
-        valid = ", ".join(p for p in params if params[p].kind is not p.VAR_KEYWORD)
+        valid = ", ".join(n for n, p in params.items() if p.kind is not p.VAR_KEYWORD)
         raise CifarzooError(
             f"architecture '{architecture}' takes no argument(s) {', '.join(bad)}; valid: {valid}."
         )
