@@ -21,7 +21,7 @@ from typing import Any
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, select_autoescape
 
 from leaderboard import format as fmt
-from leaderboard import plots, samples, tables
+from leaderboard import plots, samples, sweeps, tables
 from leaderboard.pages import LOSSY_NOTE, SMOKE_NOTE, entry_context
 from leaderboard.records import Gathered, gather
 from zoo.errors import CifarzooError
@@ -46,6 +46,7 @@ class BuildReport:
     out: Path
     index: Path
     pages: list[Path]  # entry pages
+    studies: list[Path]  # sweep study pages
     records: int  # usable records read
     ok: int
     not_ok: int  # failed or skipped runs (listed on the index)
@@ -54,9 +55,13 @@ class BuildReport:
     seconds: float = 0.0
 
 
-def build_site(results: Path, out: Path, strict: bool = False, data_source: str | None = None,
+def build_site(results: Path, out: Path, strict: bool = False, data_source: str | Any | None = None,
                warn: Callable[[str], None] | None = None) -> BuildReport:
-    """Build the leaderboard from the records under `results` into `out`; `warn` hears each warning."""
+    """Build the leaderboard from the records under `results` into `out`; `warn` hears each warning.
+
+    `data_source` (a source string, or an already loaded `benchmark.data.Dataset`) supplies the sample
+    test images; records never hold images.
+    """
     started = time.perf_counter()
     results, out = Path(results), Path(out)
     gathered = gather(results, warn)
@@ -76,24 +81,25 @@ def build_site(results: Path, out: Path, strict: bool = False, data_source: str 
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
     try:
-        pages = _render(gathered, building, dataset, data_source)
+        pages, studies = _render(gathered, building, dataset, data_source)
         _replace(building, out)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     runs = gathered.runs
     n_ok = int((runs["status"] == "ok").sum())
     return BuildReport(out=out, index=out / "index.html", pages=[out / p for p in pages],
+                       studies=[out / p for p in studies],
                        records=len(runs), ok=n_ok, not_ok=len(runs) - n_ok, rows=len(pages),
                        warnings=warnings, seconds=time.perf_counter() - started)
 
 
-def _dataset(source: str | None, gathered: Gathered, warn: Callable[[str], None]) -> Any:
+def _dataset(source: str | Any | None, gathered: Gathered, warn: Callable[[str], None]) -> Any:
     """Load `source` for sample images if given; warn when it matches no record's data."""
     if source is None:
         return None
-    dataset = samples.load_dataset(source)
+    dataset = samples.load_dataset(str(source)) if isinstance(source, str | Path) else source
     if dataset.fingerprint not in set(gathered.runs["fingerprint"]):
-        warn(f"data source {source} (fingerprint {dataset.fingerprint}) matches no record's data; "
+        warn(f"data source {_name(source)} (fingerprint {dataset.fingerprint}) matches no record's data; "
              "sample images are left out.")
     return dataset
 
@@ -135,9 +141,10 @@ def environment() -> Environment:
     return env
 
 
-def _render(gathered: Gathered, site: Path, dataset: Any, data_source: str | None) -> list[str]:
-    """Write every page, figure, download and copied file of the site; returns the entry page paths."""
-    runs = gathered.runs
+def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any) -> tuple[list[str], list[str]]:
+    """Write every page, figure, download and copied file of the site; returns the entry and study pages."""
+    trial = sweeps.is_trial(gathered.runs)
+    runs, trials = gathered.runs[~trial], gathered.runs[trial]
     table = tables.leaderboard_table(runs)
     pairs = tables.augmentation_table(table)
     failures = tables.failures_table(runs)
@@ -160,6 +167,12 @@ def _render(gathered: Gathered, site: Path, dataset: Any, data_source: str | Non
         context = entry_context(row, records, site, images.get(row["fingerprint"]), note, figures)
         _write(site / row["page"], env.get_template("entry.html").render(root="../", **context))
         pages.append(row["page"])
+    studies = sweeps.studies_table(trials)
+    for study in studies:
+        records = [gathered.records[r] for r in trials.loc[trials["study"] == study["study"]].sort_values("trial")
+                   ["run_id"]]
+        context = sweeps.study_context(study, records, site, figures)
+        _write(site / study["page"], env.get_template("sweep.html").render(root="../", **context))
 
     plots.draw(figures)
     failed = _copy_tracebacks(gathered, failures, site)
@@ -168,13 +181,14 @@ def _render(gathered: Gathered, site: Path, dataset: Any, data_source: str | Non
     page_of = {(r["entry"], r["profile"]): r["page"] for r in rows}
     html = env.get_template("index.html").render(
         root="", rows=rows, pairs=tables.to_plain(pairs), failures=failed, page_of=page_of,
-        sources=tables.data_sources(runs[runs["fingerprint"].notna()]),
-        several_sources=table["fingerprint"].nunique() > 1, n_records=len(runs),
+        studies=studies, n_trials=len(trials),
+        sources=tables.data_sources(gathered.runs[gathered.runs["fingerprint"].notna()]),
+        several_sources=table["fingerprint"].nunique() > 1, n_records=len(gathered.runs),
         options={k: sorted(set(table[k])) for k in ("family", "kind", "profile")},
         built_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
     _write(site / "index.html", html)
-    return pages
+    return pages, [s["page"] for s in studies]
 
 
 def _sample_images(gathered: Gathered, table: Any, site: Path, dataset: Any) -> dict[str, dict[int, str]]:
@@ -182,18 +196,23 @@ def _sample_images(gathered: Gathered, table: Any, site: Path, dataset: Any) -> 
     if dataset is None or dataset.fingerprint not in set(table["fingerprint"]):
         return {}
     indices = [s["index"] for r in gathered.records.values() if r["status"] == "ok"
-               and r["data"]["fingerprint"] == dataset.fingerprint for s in (r["test"].get("samples") or [])]
+               and not r["sweep"] and r["data"]["fingerprint"] == dataset.fingerprint
+               for s in (r["test"].get("samples") or [])]
     folder = f"samples/{dataset.fingerprint[:16]}"
     names = samples.write_images(dataset.x_test, indices, site / folder)
     return {dataset.fingerprint: {i: f"{folder}/{n}" for i, n in names.items()}}
 
 
-def _sample_note(dataset: Any, data_source: str | None, fingerprint: str) -> str:
+def _name(source: Any) -> str:
+    return str(source) if isinstance(source, str | Path) else str(getattr(source, "source", source))
+
+
+def _sample_note(dataset: Any, data_source: Any, fingerprint: str) -> str:
     if dataset is None:
         return ("Images are not stored in records; build the site with --data SOURCE (the data copy these runs "
                 "used) to show them.")
     if dataset.fingerprint != fingerprint:
-        return (f"No images: the data given with --data ({data_source}, fingerprint {dataset.fingerprint}) is "
+        return (f"No images: the data given with --data ({_name(data_source)}, fingerprint {dataset.fingerprint}) is "
                 f"not the copy these runs used (fingerprint {fingerprint}).")
     return ""
 

@@ -215,6 +215,41 @@ def calibration(confidence: list[float], accuracy: list[float], count: list[int]
     _save(fig, path)
 
 
+def sweep(trials: list[dict[str, Any]], names: list[str], path: Path) -> None:
+    """A study: best validation accuracy per trial (and the running best), then against each parameter."""
+    done = [t for t in trials if t["val_acc"] is not None and t["trial"] is not None]
+    shown = names[:3]  # more panels would be too small to read
+    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(3.6 * (1 + len(shown)), 3.2), sharey=True,
+                             squeeze=False)
+    axes = axes[0]
+    done.sort(key=lambda t: t["trial"])
+    x = [t["trial"] for t in done]
+    y = [t["val_acc"] * 100 for t in done]
+    colors = [BLUE if t["status"] == "ok" else MUTED for t in done]
+    axes[0].scatter(x, y, c=colors, s=22, zorder=3)
+    axes[0].step(x, np.maximum.accumulate(y), where="post", color=ORANGE, lw=1.3, label="best so far")
+    axes[0].set(xlabel="trial", ylabel="best validation accuracy (%)")
+    axes[0].xaxis.get_major_locator().set_params(integer=True)
+    axes[0].legend(loc="lower right")
+    for ax, name in zip(axes[1:], shown):
+        values = [t["params"].get(name) for t in done]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        if numeric:
+            ax.scatter(values, y, c=colors, s=22, zorder=3)
+            positive = all(v > 0 for v in values)
+            if positive and max(values) / min(values) >= 20:
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: _tick_ms(v)))
+            ax.margins(x=0.08)
+        else:
+            labels = sorted({str(v) for v in values})
+            ax.scatter([labels.index(str(v)) for v in values], y, c=colors, s=22, zorder=3)
+            ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlabel(name)
+    _margins(fig, left=0.6, right=0.2, top=0.15, bottom=0.55, wspace=0.08)
+    _save(fig, path)
+
+
 Job = tuple[str, tuple[Any, ...]]  # (name of a figure function in this module, its arguments)
 
 

@@ -146,4 +146,11 @@ def flatten(record: dict[str, Any], file: str = "") -> dict[str, Any]:
         "train_s": dig(r, "durations", "train_s"), "total_s": dig(r, "durations", "total_s"),
         "epochs_run": dig(r, "training", "epochs_run"), "best_epoch": dig(r, "training", "best_epoch"),
         "command": r["command"], "finished_at": r["finished_at"],
+        "study": dig(r, "sweep", "study"), "trial": dig(r, "sweep", "trial"), "best_val_acc": _best_val(r),
     }
+
+
+def _best_val(record: dict[str, Any]) -> float | None:
+    """The best validation accuracy over the run's epochs: what a sweep selects on (never the test split)."""
+    accs = [row["val_acc"] for row in record["history"] or [] if row.get("val_acc") is not None]
+    return max(accs) if accs else None

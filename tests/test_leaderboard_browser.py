@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from record_factory import DEMO, demo_results
+from record_factory import DEMO, demo_results, make_record, write_record
 
 from leaderboard.build import build_site
 
@@ -65,6 +65,10 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("browser-site")
     demo_results(base / "results")
+    for trial, (lr, acc) in enumerate([(1e-3, 0.61), (3e-3, 0.66), (1e-2, 0.55)]):  # a small sweep study
+        write_record(base / "results" / "sweeps", make_record(
+            "tinyvgg-norm", accuracy=acc, run_id=f"tinyvgg-norm--quick--s0--{trial:08x}",
+            sweep={"study": "tinyvgg-lr", "trial": trial, "params": {"lr": lr}}))
     return build_site(base / "results", base / "site").out
 
 
@@ -173,6 +177,21 @@ def test_every_entry_link_opens_its_page_with_loaded_images(browser, site):
         assert images >= 5, f"{href} shows {images} images"
         assert _broken_images(browser) == [], href
         assert _console_errors(browser) == [], href
+
+
+def test_sweep_link_opens_the_study_page(browser, site):
+    _open(browser, site.joinpath("index.html").as_uri())
+    browser.find_element("css selector", 'a[href="sweeps/tinyvgg-lr.html"]').click()
+    assert browser.find_element("tag name", "h1").text.startswith("Sweep tinyvgg-lr")
+    trials = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#trials-table tbody tr')).map(r => r.cells[0].dataset.sort);")
+    assert [float(t) for t in trials] == [1.0, 0.0, 2.0]  # ranked by validation accuracy
+    browser.find_element("css selector", "#trials-table thead th:first-child button").click()
+    trials = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#trials-table tbody tr')).map(r => r.cells[0].dataset.sort);")
+    assert [float(t) for t in trials] == [0.0, 1.0, 2.0]
+    assert browser.execute_script("return document.images.length") == 1 and _broken_images(browser) == []
+    assert _console_errors(browser) == []
 
 
 def test_served_site_works(browser, site):

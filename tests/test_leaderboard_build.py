@@ -310,3 +310,26 @@ def test_number_formats():
     assert fmt.sig(0.74533) == "0.745" and fmt.sig(12.41) == "12.4" and fmt.sig(float("nan")) == "—"
     assert fmt.duration(52.3) == "52 s" and fmt.duration(204) == "3.4 min" and fmt.duration(5400) == "1.5 h"
     assert fmt.sort_key(None) == "" and fmt.sort_key("ResNet") == "resnet" and fmt.sort_key(3) == "3.0"
+
+
+def test_sweep_trials_get_a_study_page_not_leaderboard_rows(tmp_path):
+    write_record(tmp_path / "results", make_record("tinyvgg-norm", seed=0, accuracy=0.70))
+    for trial, (lr, acc) in enumerate([(1e-3, 0.61), (3e-3, 0.66), (1e-2, 0.55)]):
+        write_record(tmp_path / "results" / "sweeps", make_record(
+            "tinyvgg-norm", seed=0, accuracy=acc, run_id=f"tinyvgg-norm--quick--s0--{trial:08x}",
+            sweep={"study": "tiny lr/1", "trial": trial, "params": {"lr": lr}}))
+    pruned = make_record("tinyvgg-norm", seed=0, status="skipped", run_id="tinyvgg-norm--quick--s0--000000ff",
+                         sweep={"study": "tiny lr/1", "trial": 3, "params": {"lr": 1e-4}})
+    pruned["reason"] = "pruned at epoch 2: validation accuracy below the median"
+    write_record(tmp_path / "results" / "sweeps", pruned)
+    report = build_site(tmp_path / "results", tmp_path / "site")
+    table = leaderboard_table(gather(tmp_path / "results").runs[lambda r: r["study"].isna()])
+    assert table["seeds"].tolist() == [1] and table["acc_mean"].tolist() == [0.70]  # trials are not seeds
+    assert [p.name for p in report.studies] == ["tiny-lr-1.html"]
+    page = report.studies[0].read_text()
+    order = [int(t) for t in re.findall(r'<tr[^>]*>\s*<td class="num" data-sort="[\d.]+">(\d+)', page)]
+    assert order == [1, 0, 2, 3]  # by best validation accuracy; the pruned trial last
+    assert "pruned at epoch 2" in page and "cifarzoo train tinyvgg-norm" in page
+    index = report.index.read_text()
+    assert 'href="sweeps/tiny-lr-1.html"' in index and "pruned at epoch 2" not in index
+    assert (report.out / "assets" / "sweeps" / "tiny-lr-1.png").is_file()
