@@ -1,0 +1,145 @@
+"""`zoo.load` and `zoo.info`: trained networks with their preprocessing, and what the zoo knows of an entry.
+
+`load` resolves the weights in order: an explicit file, the local store's best run of the entry,
+then the entry's pinned URL (checked by sha256). The network comes back in eval mode with a
+`cifarzoo` attribute (`LoadedInfo`) carrying the entry, class names, mean/std, input size and metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.entry import Entry
+from zoo.errors import CifarzooError
+from zoo.registry import create, get_entry
+from zoo.weights import find_best, read_weights, store_dir
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# mean/std by Recipe.normalize when a sidecar does not record them ("dataset": CIFAR-10's train set)
+NORMALIZATION = {
+    "dataset": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+
+@dataclass(frozen=True)
+class LoadedInfo:
+    """What a loaded network needs around it: feed it (x / 255 - mean) / std at input_size."""
+
+    entry: str
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    weights: str = ""
+
+
+def build(entry: Entry | str, pretrained: bool = False) -> Any:
+    """The entry's network, untrained; `pretrained` keeps ImageNet initialisation for fine-tune entries."""
+    entry = get_entry(entry) if isinstance(entry, str) else entry
+    kwargs = dict(entry.arch_kwargs)
+    if "pretrained" in kwargs:
+        kwargs["pretrained"] = bool(kwargs["pretrained"]) and pretrained
+    return create(entry.architecture, **kwargs)
+
+
+def load(name: str, weights: str | os.PathLike | None = None) -> Any:
+    """The trained network of entry `name` in eval mode, with `.cifarzoo` (LoadedInfo)."""
+    entry = get_entry(name)
+    path = _resolve(entry, weights)
+    state, meta = read_weights(path, entry.name)
+    model = build(entry)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CifarzooError(f"weights file {path} does not fit entry '{entry.name}' (wrong keys or shapes: it was "
+                            "trained for another architecture or configuration).") from err
+    model.eval()
+    model.cifarzoo = _loaded_info(entry, meta, path)
+    return model
+
+
+def entry_info(name: str) -> dict[str, Any]:
+    """Metadata of entry `name`: architecture, recipe, report, reported numbers, parameters, weights."""
+    entry = get_entry(name)
+    best = find_best(entry.name)
+    data = entry.to_dict()
+    data.update(recipe=entry.recipe.to_dict(), params=count_params(entry), weights_present=best is not None,
+                weights=str(best) if best else None, store=str(store_dir() / entry.name))
+    return data
+
+
+def count_params(entry: Entry | str) -> int:
+    """Parameters of the entry's network, counted on the meta device (no memory, no ImageNet weights)."""
+    import torch
+
+    entry = get_entry(entry) if isinstance(entry, str) else entry
+    with torch.device("meta"):
+        model = build(entry)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _resolve(entry: Entry, weights: str | os.PathLike | None) -> Path:
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise CifarzooError(f"weights file {path} does not exist; check the path.")
+        return path
+    best = find_best(entry.name)
+    if best is not None:
+        return best
+    if entry.weights_url:
+        return _fetch_pinned(entry)
+    raise CifarzooError(f"no trained weights for '{entry.name}' in {store_dir()}; produce them with "
+                        f"`cifarzoo train {entry.name}`.")
+
+
+def _fetch_pinned(entry: Entry) -> Path:
+    """Download the entry's pinned weights into the store, checked against weights_sha256."""
+    if not entry.weights_sha256:
+        raise CifarzooError(f"entry '{entry.name}' pins {entry.weights_url} without a sha256; it cannot be trusted.")
+    folder = store_dir() / entry.name
+    path = folder / f"pinned-{entry.weights_sha256[:12]}.safetensors"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".download.", suffix=".tmp")
+    os.close(fd)
+    try:
+        try:
+            with urllib.request.urlopen(entry.weights_url, timeout=30) as response:
+                blob = response.read()
+        except OSError as err:
+            raise CifarzooError(f"pinned weights of '{entry.name}' ({entry.weights_url}) cannot be downloaded "
+                                f"({err.__class__.__name__}); train them with `cifarzoo train {entry.name}`.") from err
+        if hashlib.sha256(blob).hexdigest() != entry.weights_sha256:
+            raise CifarzooError(f"pinned weights of '{entry.name}' from {entry.weights_url} fail their sha256 "
+                                "check; nothing was stored.")
+        Path(tmp).write_bytes(blob)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _loaded_info(entry: Entry, meta: dict[str, Any], path: Path) -> LoadedInfo:
+    mean, std = NORMALIZATION[entry.recipe.normalize]
+    return LoadedInfo(
+        entry=entry.name,
+        classes=tuple(meta.get("classes") or CIFAR10_CLASSES),
+        mean=tuple(float(v) for v in (meta.get("mean") or mean)),
+        std=tuple(float(v) for v in (meta.get("std") or std)),
+        input_size=int(meta.get("input_size") or entry.recipe.input_size),
+        metrics=dict(meta.get("metrics") or {}),
+        weights=str(path),
+    )
