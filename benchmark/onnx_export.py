@@ -1,0 +1,182 @@
+"""Export to ONNX, open it in ONNX Runtime, and check parity with PyTorch.
+
+Exporter choice (torch 2.15): the dynamo exporter (`torch.onnx.export(..., dynamo=True)`, built on
+`torch.export`) is tried first. It exported every zoo architecture we tried (CNNs, ResNets, GRU,
+ViT, MLP-Mixer, torchvision's pretrained families) with logits equal to PyTorch's to ~1e-6, and it
+is the maintained path; the TorchScript exporter is deprecated ("will be removed") but is 10-20x
+faster to run, so it is kept only as a fallback for a model that `torch.export` cannot trace. The
+exporter used is stored in `ExportResult.exporter`. The batch axis is dynamic (input `images`,
+output `logits`, both `[batch, ...]`); the example batch is 2 so the exporter cannot specialise it
+to 1. Files are single-file ONNX (weights inline), written atomically.
+
+Failures to export are results, not exceptions (`ok=False` and a one-line `reason`): a leaderboard
+row says why an architecture has no ONNX numbers. An output path that cannot be written is a user
+error (CifarzooError).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmark.modelstats import cpu_fp32_eval
+from zoo.errors import CifarzooError
+
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+PARITY_MIN_AGREEMENT = 0.999  # top-1 agreement below this marks an export as failing parity
+EXPORTERS = ("dynamo", "torchscript")
+
+
+@dataclass
+class ExportResult:
+    """What an export produced: a checked file, or the reason there is none."""
+
+    ok: bool
+    path: Path | None
+    reason: str | None
+    opset: int
+    bytes: int | None
+    exporter: str | None = None  # "dynamo" or "torchscript" (the fallback); None when both failed
+
+
+def export_onnx(model: nn.Module, path: Path, input_size: int = 32, opset: int = 18) -> ExportResult:
+    """Export `model` (fp32, eval, CPU) to `path` with a dynamic batch axis and check it with onnx.checker."""
+    path = Path(path)
+    check_output_path(path)
+    net = cpu_fp32_eval(model)
+    example = torch.randn(2, 3, input_size, input_size)
+    failures = []
+    for exporter in EXPORTERS:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            _export(net, example, Path(tmp), opset, exporter)
+            _check(Path(tmp))
+            os.replace(tmp, path)
+            return ExportResult(True, path, None, opset, path.stat().st_size, exporter)
+        except Exception as err:  # noqa: BLE001 (any exporter failure is a recorded reason)
+            failures.append(f"{exporter}: {_one_line(err)}")
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return ExportResult(False, None, "ONNX export failed (" + "; ".join(failures) + ")", opset, None)
+
+
+def _export(net: nn.Module, example: torch.Tensor, path: Path, opset: int, exporter: str) -> None:
+    # Both exporters are chatty (progress lines, deprecation and tracer warnings): keep the CLI clean.
+    common: dict[str, Any] = dict(opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            batch = torch.export.Dim("batch", min=1, max=65536)
+            torch.onnx.export(net, (example,), str(path), dynamo=True, verbose=False, external_data=False,
+                              dynamic_shapes=({0: batch},), **common)
+        else:
+            axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+            torch.onnx.export(net, (example,), str(path), dynamo=False, dynamic_axes=axes, **common)
+
+
+def _check(path: Path) -> None:
+    """onnx.checker on the file, and the batch axis really dynamic (a fixed 2 would break batch 1)."""
+    import onnx
+
+    onnx.checker.check_model(str(path), full_check=True)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dim = graph.input[0].type.tensor_type.shape.dim[0]
+    if not dim.dim_param:
+        raise ValueError(f"batch axis was exported as the fixed size {dim.dim_value}")
+
+
+def check_output_path(path: Path) -> None:
+    """CifarzooError unless a file can be written at `path` (missing parent folders are created)."""
+    path = Path(path)
+    if path.is_dir():
+        raise CifarzooError(f"output path '{path}' is a directory; give a file name such as '{path}/model.onnx'.")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise CifarzooError(f"cannot write '{path}': '{blocker}' is a file, not a folder; choose another path.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as err:
+        raise CifarzooError(
+            f"cannot write the ONNX file '{path}' ({err.strerror or err}); choose a writable location."
+        ) from None
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    text = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def ort_session(path: Path, threads: int, device: str = "cpu") -> Any:
+    """An ONNX Runtime session: full graph optimisation, `threads` intra-op threads, no spinning.
+
+    Spinning is off (`session.intra_op.allow_spinning = 0`): with spinning on, ORT's idle workers
+    keep cores busy after a run and slowed the PyTorch timings that follow in the same process (see
+    benchmark/timing.py), while it bought ORT no measurable latency here.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise CifarzooError(f"ONNX file '{path}' does not exist; export it first with `cifarzoo export`.")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as err:  # noqa: BLE001 (ORT raises its own exception types for bad files)
+        raise CifarzooError(
+            f"ONNX Runtime cannot load '{path}' ({_one_line(err)}); re-export it with `cifarzoo export`."
+        ) from None
+
+
+def parity(model: nn.Module, session: Any, images: torch.Tensor, batch_size: int = 256) -> dict[str, Any]:
+    """Max |logit difference| and top-1 agreement of PyTorch (fp32) and ORT on normalised NCHW images."""
+    on_cuda = "CUDAExecutionProvider" in session.get_providers() and torch.cuda.is_available()
+    net = cpu_fp32_eval(model)
+    device = "cuda" if on_cuda else "cpu"
+    if on_cuda:
+        net = net.to(device)
+    input_name = session.get_inputs()[0].name
+    max_diff, agree, total = 0.0, 0, 0
+    with torch.inference_mode(), _no_tf32():
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size].float()
+            ours = net(batch.to(device)).float().cpu()
+            theirs = torch.from_numpy(session.run(None, {input_name: batch.cpu().contiguous().numpy()})[0])
+            max_diff = max(max_diff, (ours - theirs).abs().max().item())
+            agree += (ours.argmax(1) == theirs.argmax(1)).sum().item()
+            total += len(batch)
+    agreement = agree / max(total, 1)
+    return {"max_abs_diff": max_diff, "top1_agreement": agreement, "parity_ok": agreement >= PARITY_MIN_AGREEMENT,
+            "n_images": total}
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    """fp32 really in fp32 on the GPU during parity (TF32 alone moves logits by ~1e-3)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
