@@ -26,28 +26,31 @@ from zoo.errors import CifarzooError
 GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale
 
 
-def _chosen(x: torch.Tensor, generator: torch.Generator, p: float, mask: torch.Tensor | None) -> torch.Tensor:
-    """Per-image booleans: this op applies to image i (always draws len(x) numbers)."""
+def _chosen(x: torch.Tensor, generator: torch.Generator, p: float, mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Per-image booleans: this op applies to image i; None when it applies to all (always draws len(x) numbers)."""
     chosen = torch.rand(len(x), generator=generator, device=x.device) < p
-    return chosen if mask is None else chosen & mask
+    if mask is not None:
+        return chosen & mask
+    return None if p >= 1.0 else chosen
 
 
-def _uniform(x: torch.Tensor, generator: torch.Generator, lo: float, hi: float, rows: int = 1) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(rows, len(x), generator=generator, device=x.device).squeeze(0)
+def _uniform(x: torch.Tensor, generator: torch.Generator, lo: float, hi: float) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(len(x), generator=generator, device=x.device)
 
 
-def _pick(chosen: torch.Tensor, changed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return torch.where(chosen[:, None, None, None], changed, x)
+def _pick(chosen: torch.Tensor | None, changed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per image: `changed` where chosen, else `x`."""
+    return changed if chosen is None else torch.where(chosen[:, None, None, None], changed, x)
 
 
 def _window(x: torch.Tensor, pad: int, dx: torch.Tensor, dy: torch.Tensor, mode: str) -> torch.Tensor:
     """Each image's HxW window at offset (dy, dx) of the image padded by `pad` on every side."""
     n, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode=mode)
-    rows = dy[:, None] + torch.arange(h, device=x.device)
-    cols = dx[:, None] + torch.arange(w, device=x.device)
-    x = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * pad))
-    return x.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+    sn, sc, sh, sw = padded.stride()
+    # a view of every window of every image, (n, dy, dx, c, h, w); indexing copies only the chosen ones
+    windows = padded.as_strided((n, 2 * pad + 1, 2 * pad + 1, c, h, w), (sn, sh, sw, sc, sh, sw))
+    return windows[torch.arange(n, device=x.device), dy, dx]
 
 
 def _sample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -55,7 +58,8 @@ def _sample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def hflip(x: torch.Tensor, generator: torch.Generator, p: float = 1.0, *, mask: torch.Tensor | None = None):
+def hflip(x: torch.Tensor, generator: torch.Generator, p: float = 1.0, *,
+          mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mirror left-right."""
     return _pick(_chosen(x, generator, p, mask), x.flip(-1), x)
 
@@ -65,7 +69,8 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator, p: fl
     """Zero-pad by `padding`, then cut a window of the original size at a uniform offset."""
     chosen = _chosen(x, generator, p, mask)
     offset = torch.randint(0, 2 * padding + 1, (2, len(x)), generator=generator, device=x.device)
-    offset = torch.where(chosen, offset, padding)  # offset == padding: the image itself
+    if chosen is not None:
+        offset = torch.where(chosen, offset, padding)  # offset == padding: the image itself
     return _window(x, padding, offset[0], offset[1], "constant")
 
 
@@ -74,7 +79,9 @@ def translate(x: torch.Tensor, pixels: int, generator: torch.Generator, p: float
     """Shift by a uniform integer (dx, dy) in [-pixels, pixels], filling from a reflection of the edge."""
     chosen = _chosen(x, generator, p, mask)
     shift = torch.randint(-pixels, pixels + 1, (2, len(x)), generator=generator, device=x.device)
-    offset = pixels - torch.where(chosen, shift, 0)  # content moves by +shift
+    if chosen is not None:
+        shift = torch.where(chosen, shift, 0)
+    offset = pixels - shift  # content moves by +shift
     return _window(x, pixels, offset[0], offset[1], "reflect")
 
 
@@ -129,7 +136,7 @@ def random_erasing(x: torch.Tensor, scale: Sequence[float], ratio: Sequence[floa
     cols, rows = torch.arange(w, device=x.device), torch.arange(h, device=x.device)
     in_cols = (cols >= left[:, None]) & (cols < (left + bw)[:, None])
     in_rows = (rows >= top[:, None]) & (rows < (top + bh)[:, None])
-    box = in_rows[:, None, :, None] & in_cols[:, None, None, :] & chosen[:, None, None, None]
+    box = _pick(chosen, in_rows[:, None, :, None] & in_cols[:, None, None, :], False)
     return torch.where(box, torch.as_tensor(value, dtype=x.dtype, device=x.device), x)
 
 
@@ -175,7 +182,8 @@ class Op:
     def kwargs(self) -> dict[str, Any]:
         return dict(self.params)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator, mask: torch.Tensor | None = None):
+    def __call__(self, x: torch.Tensor, generator: torch.Generator,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
         return OPS[self.name](x, generator=generator, p=self.p, mask=mask, **self.kwargs)
 
 

@@ -16,7 +16,7 @@ CIFAR10_CLASSES = (
 FINGERPRINT_VERSION = b"cifarzoo-dataset-v1\n"
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # tensors: identity equality, and a repr that does not print 184 MB
 class Dataset:
     """Both splits as uint8 NHWC CPU tensors, with where they came from and what they hash to."""
 
@@ -29,6 +29,10 @@ class Dataset:
     description: str  # one human sentence: what the data is, where from, its checksum
     fingerprint: str  # sha256 hex of both splits' pixels + labels + class names (see `fingerprint`)
     lossy: bool  # True when any image is a JPEG: pixels differ from the official release
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.source!r}, {len(self.y_train):,} train / {len(self.y_test):,} test, "
+                f"{self.num_classes} classes, lossy={self.lossy}, fingerprint={self.fingerprint[:12]}...)")
 
     @property
     def num_classes(self) -> int:
