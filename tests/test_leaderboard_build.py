@@ -31,6 +31,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
     return base / "results", base / "site", report
 
 
+@pytest.fixture
+def no_figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Queue figures but skip drawing them (~0.13 s of CPU each), for tests about something else."""
+    queued: list = []
+    monkeypatch.setattr("leaderboard.plots.draw", lambda jobs, workers=None: queued.extend(jobs))
+    return queued
+
+
 def _table(results: Path) -> pd.DataFrame:
     return leaderboard_table(gather(results).runs).set_index(["entry", "profile"])
 
@@ -59,7 +67,7 @@ def test_rows_are_entry_profile_pairs_best_first_smoke_last(demo):
     assert (table["speedup"] - table["torch_ms"] / table["ort_ms"]).abs().max() < 1e-12
 
 
-def test_seeds_of_different_data_copies_are_never_pooled(tmp_path):
+def test_seeds_of_different_data_copies_are_never_pooled(tmp_path, no_figures):
     other = dict(JPEG_DATA, fingerprint="0123456789abcdef", lossy=False, source="cifar10",
                  description="CIFAR-10, official release")
     for seed, acc in enumerate([0.70, 0.72]):
@@ -183,7 +191,7 @@ def test_build_is_deterministic_apart_from_the_timestamp(tmp_path):
         assert a == b, f"{rel} differs between two builds"
 
 
-def test_sparse_ok_record_still_renders(tmp_path):
+def test_sparse_ok_record_still_renders(tmp_path, no_figures):
     record = make_record("gru-norm", accuracy=0.5)
     for key in ("timing", "onnx", "durations", "training", "fast_path", "model"):
         record[key] = None
@@ -193,12 +201,13 @@ def test_sparse_ok_record_still_renders(tmp_path):
     write_record(tmp_path / "results", record)
     report = build_site(tmp_path / "results", tmp_path / "site")
     html = report.pages[0].read_text()
+    assert sorted(name for name, _ in no_figures) == ["confusion", "per_class", "tradeoff"]
     assert "This run was not timed." in html and "No ROC curves recorded." in html
     assert "The records hold no per-epoch history." in html
     assert "50.00" in html
 
 
-def test_sample_images_drawn_only_for_the_matching_data_copy(tmp_path):
+def test_sample_images_drawn_only_for_the_matching_data_copy(tmp_path, no_figures):
     from benchmark.data import load_dataset
 
     data = load_dataset("synthetic")
@@ -245,7 +254,7 @@ def _bad_results(folder: Path) -> None:
     (folder / "sweep-summary.json").write_text('{"best": 1}')  # not a record: ignored silently
 
 
-def test_newer_schema_and_missing_fields_warn_and_skip(tmp_path):
+def test_newer_schema_and_missing_fields_warn_and_skip(tmp_path, no_figures):
     _bad_results(tmp_path / "results")
     warnings: list[str] = []
     report = build_site(tmp_path / "results", tmp_path / "site", warn=warnings.append)
@@ -264,7 +273,7 @@ def test_strict_fails_before_touching_the_output(tmp_path):
     assert not (tmp_path / "site").exists()
 
 
-def test_refuses_to_replace_a_folder_that_is_not_a_site(tmp_path):
+def test_refuses_to_replace_a_folder_that_is_not_a_site(tmp_path, no_figures):
     write_record(tmp_path / "results", make_record())
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.tex").write_text("x")
