@@ -254,8 +254,12 @@ Job = tuple[str, tuple[Any, ...]]  # (name of a figure function in this module, 
 
 
 def draw(jobs: list[Job], workers: int | None = None) -> None:
-    """Draw every queued figure; forked workers share the cores (a figure costs ~0.1-0.2 s of CPU)."""
-    workers = min(workers or os.cpu_count() or 1, len(jobs), 8)
+    """Draw every queued figure; forked workers share the cores (a figure costs ~0.1-0.2 s of CPU).
+
+    $CIFARZOO_SITE_WORKERS sets the number of workers (1: draw in this process, no fork).
+    """
+    workers = workers or int(os.environ.get("CIFARZOO_SITE_WORKERS") or 0) or os.cpu_count() or 1
+    workers = min(workers, len(jobs), 8)
     if workers < 2 or len(jobs) < 6 or sys.platform != "linux":  # fork is cheap only on Linux
         for job in jobs:
             _run(job)

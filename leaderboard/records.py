@@ -73,12 +73,31 @@ def gather(results: Path, warn: Callable[[str], None] | None = None) -> Gathered
         if tb and not (path.parent / tb).is_file():
             warnings.append(f"record {name} names traceback file {tb}, which is not beside it.")
         records[run_id], paths[run_id] = record, path
+    _drop_superseded(records, paths, results, warnings)
     if not records:
         skipped = f" ({len(warnings)} skipped, see the warnings)" if warnings else ""
         raise CifarzooError(f"no usable result records under '{results}'{skipped}; run `cifarzoo bench` "
                             "first or pass --results with the folder that holds them.")
     runs = pd.DataFrame([flatten(r, paths[k].relative_to(results).as_posix()) for k, r in records.items()])
     return Gathered(records=records, paths=paths, runs=runs, warnings=list(warnings))
+
+
+def _drop_superseded(records: dict[str, dict[str, Any]], paths: dict[str, Path], results: Path,
+                     warnings: list[str]) -> None:
+    """Keep one record per (entry, profile, data, seed): the newest. Two can exist when the entry's recipe
+    changed between runs (a new run id); averaging both as if they were seeds would be wrong."""
+    newest: dict[tuple[Any, ...], str] = {}
+    for run_id, r in sorted(records.items(), key=lambda item: (str(item[1]["finished_at"]), item[0])):
+        if r["sweep"]:
+            continue  # trials share entry, profile and seed by design
+        key = (dig(r, "entry", "name"), r["profile"], dig(r, "data", "fingerprint"), r["seed"])
+        if key in newest:
+            old = newest[key]
+            warnings.append(f"records {paths[old].relative_to(results).as_posix()} and "
+                            f"{paths[run_id].relative_to(results).as_posix()} are both seed {r['seed']} of "
+                            f"{key[0]} ({key[1]}); kept the newer, {paths[run_id].relative_to(results).as_posix()}.")
+            del records[old], paths[old]
+        newest[key] = run_id
 
 
 def _read_record(path: Path, name: str, warnings: list[str]) -> dict[str, Any] | None:

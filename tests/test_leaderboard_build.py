@@ -265,6 +265,21 @@ def test_newer_schema_and_missing_fields_warn_and_skip(tmp_path, no_figures):
     assert report.warnings == warnings and report.records == 1 and len(report.pages) == 1
 
 
+def test_an_older_record_of_the_same_seed_is_superseded(tmp_path):
+    old = make_record("tinyvgg-norm", seed=0, accuracy=0.60, run_id="tinyvgg-norm--quick--s0--aaaaaaaa",
+                      finished_at="2025-01-01T10:00:00Z")
+    new = make_record("tinyvgg-norm", seed=0, accuracy=0.70, run_id="tinyvgg-norm--quick--s0--bbbbbbbb",
+                      finished_at="2025-02-01T10:00:00Z")
+    write_record(tmp_path, new)
+    write_record(tmp_path, old)
+    warnings: list[str] = []
+    gathered = gather(tmp_path, warn=warnings.append)
+    assert list(gathered.records) == [new["run_id"]]
+    assert warnings == [f"records {old['run_id']}.json and {new['run_id']}.json are both seed 0 of tinyvgg-norm "
+                        f"(quick); kept the newer, {new['run_id']}.json."]
+    assert leaderboard_table(gathered.runs)["acc_mean"].tolist() == [0.70]
+
+
 def test_strict_fails_before_touching_the_output(tmp_path):
     _bad_results(tmp_path / "results")
     with pytest.raises(StrictBuildError) as err:
