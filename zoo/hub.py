@@ -68,12 +68,17 @@ def load(name: str, weights: str | os.PathLike | None = None) -> Any:
     return model
 
 
-def entry_info(name: str) -> dict[str, Any]:
-    """Metadata of entry `name`: architecture, recipe, report, reported numbers, parameters, weights."""
+def entry_info(name: str, count: bool = True) -> dict[str, Any]:
+    """Metadata of entry `name`: architecture, recipe, report, reported numbers, parameters, weights.
+
+    `count=False` takes the parameter count from the entry's metadata (which the tests recompute)
+    instead of building the network, so the CLI answers without importing timm or torchvision.
+    """
     entry = get_entry(name)
     best = find_best(entry.name)
     data = entry.to_dict()
-    data.update(recipe=entry.recipe.to_dict(), params=count_params(entry), weights_present=best is not None,
+    params = entry.num_params if not count and entry.num_params is not None else count_params(entry)
+    data.update(recipe=entry.recipe.to_dict(), params=params, weights_present=best is not None,
                 weights=str(best) if best else None, store=str(store_dir() / entry.name))
     return data
 

@@ -61,8 +61,10 @@ def list_cmd(pattern: str | None, as_json: bool) -> None:
 def info(entry: str, as_json: bool) -> None:
     """Show ENTRY: architecture, recipe, source report, parameters, reported numbers, stored weights."""
     import zoo
+    from zoo.hub import entry_info
 
-    data = zoo.info(entry)
+    zoo.get_entry(entry)  # registers the zoo; an unknown name fails here with the closest names
+    data = entry_info(entry, count=False)
     if as_json:
         click.echo(json.dumps(data, indent=1))
         return
