@@ -76,7 +76,8 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
     if not no_site:
         from leaderboard.build import build_site
 
-        report = build_site(results, site, data_source=data if site_images else None)
+        report = build_site(results, site, data_source=dataset if site_images else None,
+                            warn=lambda msg: click.echo(f"warning: {msg}", err=True))
         click.echo(f"leaderboard: {report.index}")
     failed = [r for r in new if r["status"] == "failed"]
     if failed:
