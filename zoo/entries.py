@@ -32,7 +32,8 @@ def add(name: str, architecture: str, recipe: Recipe, report: str, report_model:
 # --- report 000 (Pasotto): five families, each trained on normalised and on augmented data ----------
 # Adam 1e-3, at most 100 epochs, 20% validation split, early stopping on the validation loss after 5
 # epochs without improvement (min_delta 0.001 from the authors' utils.py). Hyperparameters were
-# selected on normalised data and reused for augmentation. Batch sizes are the per-model selections.
+# selected on normalised data and reused for augmentation. Batch sizes are the per-model selections
+# (the GRU's size and batch come from the authors' notebook: the report's own contradict its grid).
 R000 = Recipe(optimizer="adam", lr=1e-3, max_epochs=100, normalize="dataset",
               early_stopping=EarlyStopping(monitor="val_loss", patience=5, min_delta=0.001))
 AUG000 = ("random crop (32, padding 4), horizontal flip, rotation 15 degrees, colour jitter (0.2, 0.2, 0.2, 0.1) "

@@ -59,6 +59,7 @@ def save_weights(model: Any, entry: str, run_id: str, meta: dict[str, Any],
     side = sidecar_path(path)
     if not overwrite and (path.exists() or side.exists()):
         raise CifarzooError(f"weights {path} already exist; pass --force to replace them.")
+    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves its original's keys
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     blob = save(tensors, metadata={"entry": entry, "run_id": run_id, "format": "cifarzoo-weights-1"})
     sha = hashlib.sha256(blob).hexdigest()
