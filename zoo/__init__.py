@@ -29,8 +29,10 @@ def _ensure_registered() -> None:
     global _loaded
     if not _loaded:
         import zoo.entries  # noqa: F401  (imports every model file, then registers the entries)
+        from zoo.promoted import register_promoted
 
-        _loaded = True
+        _loaded = True  # before the promoted entries: a bad file warns once, it does not retry every call
+        register_promoted()  # entries promoted from sweeps ($CIFARZOO_HOME/promoted/*.json)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
