@@ -179,7 +179,7 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
     weights_path, sha = save_weights(model_fp32, run.entry.name, run.run_id, {
         "entry": run.entry.name, "recipe": recipe.to_dict(), "arch_kwargs": run.arch_kwargs, "seed": run.seed,
         "profile": profile.name, "data_fingerprint": data.fingerprint, "classes": data.classes,
-        "mean": mean, "std": std, "input_size": recipe.input_size,
+        "mean": mean, "std": std, "input_size": recipe.input_size, "sweep": run.sweep,
         "metrics": {"val_accuracy": max((r.get("val_acc", 0.0) for r in fitted.history), default=None),
                     "test_accuracy": test["accuracy"], "test_loss": test["loss"]},
     }, overwrite=ctx.force)

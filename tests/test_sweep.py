@@ -233,6 +233,13 @@ def test_interrupted_sweep_resumes_without_repeating_finished_trials(grid):
     assert sum("val acc" in line for line in grid.lines) == 4 and sum("interrupted" in line for line in grid.lines) == 0
 
 
+def test_trial_weights_never_stand_in_for_the_entry(grid):
+    from zoo.weights import find_best, list_runs
+
+    assert len(list_runs(ENTRY)) == 4  # every trial stored its weights, under the entry it tunes ...
+    assert find_best(ENTRY) is None  # ... but zoo.load(ENTRY) never picks one (other configs, test-selected)
+
+
 def test_a_changed_sweep_cannot_reuse_the_study(grid):
     changed = sw.define_sweep(ENTRY, ["hidden=4,16", "batch_size=32,64"], study="grid22")
     with pytest.raises(CifarzooError, match="made by another sweep.*params"):

@@ -102,14 +102,18 @@ def list_runs(entry: str) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def find_best(entry: str) -> Path | None:
-    """The stored run of `entry` with the highest test accuracy (then validation accuracy, then newest)."""
+    """The stored run of `entry` with the highest test accuracy (then validation accuracy, then newest).
+
+    Sweep trials (sidecar `sweep` set) are left out: each is another configuration of the entry (other
+    architecture arguments or recipe), and picking among them by test accuracy would select on the test split.
+    """
 
     def score(run: tuple[Path, dict[str, Any]]) -> tuple[float, float, str]:
         metrics = run[1].get("metrics") or {}
         return (_number(metrics.get("test_accuracy")), _number(metrics.get("val_accuracy")),
                 str(run[1].get("created_at", "")))
 
-    runs = list_runs(entry)
+    runs = [run for run in list_runs(entry) if not run[1].get("sweep")]
     return max(runs, key=score)[0] if runs else None
 
 
