@@ -17,8 +17,9 @@ error (CifarzooError).
 from __future__ import annotations
 
 import contextlib
-import io
 import os
+import re
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from zoo.errors import CifarzooError
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 PARITY_MIN_AGREEMENT = 0.999  # top-1 agreement below this marks an export as failing parity
 EXPORTERS = ("dynamo", "torchscript")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -71,9 +73,8 @@ def export_onnx(model: nn.Module, path: Path, input_size: int = 32, opset: int =
 
 
 def _export(net: nn.Module, example: torch.Tensor, path: Path, opset: int, exporter: str) -> None:
-    # Both exporters are chatty (progress lines, deprecation and tracer warnings): keep the CLI clean.
     common: dict[str, Any] = dict(opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
             batch = torch.export.Dim("batch", min=1, max=65536)
@@ -82,6 +83,27 @@ def _export(net: nn.Module, example: torch.Tensor, path: Path, opset: int, expor
         else:
             axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
             torch.onnx.export(net, (example,), str(path), dynamo=False, dynamic_axes=axes, **common)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence both exporters: progress lines, deprecation and tracer warnings, and the TorchScript
+    exporter's C++ dump of the graph on failure (written straight to file descriptor 2)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def _check(path: Path) -> None:
@@ -114,7 +136,13 @@ def check_output_path(path: Path) -> None:
 
 
 def _one_line(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    """The root cause of an exporter error, as one short line (the outer errors are generic advice)."""
+    for _ in range(10):
+        inner = err.__cause__ or err.__context__
+        if inner is None:
+            break
+        err = inner
+    lines = [ln.strip() for ln in _ANSI.sub("", str(err)).splitlines() if ln.strip()]
     text = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
     return text if len(text) <= 200 else text[:197] + "..."
 
