@@ -36,14 +36,19 @@ from zoo.errors import CifarzooError
               help="Folder holding torchvision's ImageNet weight files, for the fine-tune entries.")
 @device_option
 @progress_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress output; only the summary table.")
+@click.option("-v", "--verbose", is_flag=True, help="List the planned runs and log every epoch as a line.")
 @click.option("--force", is_flag=True, help="Run again even where a record exists (replacing it).")
 @click.pass_context
 def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclude: tuple[str, ...], data: str,
           profile: str, seeds: str | None, results: Path, site: Path, no_site: bool, site_images: bool,
-          imagenet_weights: Path | None, device: str, progress: str, force: bool) -> None:
+          imagenet_weights: Path | None, device: str, progress: str, quiet: bool, verbose: bool, force: bool) -> None:
     """Train, evaluate, export and time ENTRIES (names or globs), then build the leaderboard."""
     if no_site and ctx.get_parameter_source("site") is click.core.ParameterSource.COMMANDLINE:
         raise CifarzooError("--site and --no-site conflict; give one of them.")
+    if quiet and verbose:
+        raise CifarzooError("--quiet and --verbose conflict; give one of them.")
+    progress = "quiet" if quiet else "plain" if verbose else progress
     from benchmark.bench import (
         LocalExecutor,
         collect,
@@ -70,6 +75,9 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
     if not quiet:
         click.echo(f"bench: {len(plan.runs)} runs ({len(names)} entries x {len(seed_list)} seeds, profile {profile}), "
                    f"{len(plan.done)} already recorded; data: {dataset.description}", err=True)
+    if verbose:
+        for run in plan.runs:
+            click.echo(f"  {'done' if run in plan.done else 'todo'}  {run.run_id}", err=True)
     new = LocalExecutor().run(plan, run_ctx)
     records = collect(plan, run_ctx)
     click.echo(format_summary(summary_rows(records)))
