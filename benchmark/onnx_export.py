@@ -35,6 +35,8 @@ from zoo.errors import CifarzooError
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 PARITY_MIN_AGREEMENT = 0.999  # top-1 agreement below this marks an export as failing parity
 EXPORTERS = ("dynamo", "torchscript")
+SPINNING_MODES = ("off", "on", "run")
+SPINNING = "off"  # decided by measurement, see tests/perf/perf_inference.py --spinning and the README
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -147,12 +149,11 @@ def _one_line(err: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def ort_session(path: Path, threads: int, device: str = "cpu") -> Any:
-    """An ONNX Runtime session: full graph optimisation, `threads` intra-op threads, no spinning.
+def ort_session(path: Path, threads: int, device: str = "cpu", spinning: str = SPINNING) -> Any:
+    """An ONNX Runtime session: full graph optimisation, `threads` intra-op threads, one inter-op thread.
 
-    Spinning is off (`session.intra_op.allow_spinning = 0`): with spinning on, ORT's idle workers
-    keep cores busy after a run and slowed the PyTorch timings that follow in the same process (see
-    benchmark/timing.py), while it bought ORT no measurable latency here.
+    `spinning`: "off" (idle workers block), "on" (ORT's default: workers spin-wait, also between runs), or
+    "run" (spin inside a run, stop when it returns: `session.force_spinning_stop`). See SPINNING.
     """
     import onnxruntime as ort
 
@@ -164,7 +165,11 @@ def ort_session(path: Path, threads: int, device: str = "cpu") -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if spinning not in SPINNING_MODES:
+        raise ValueError(f"spinning must be one of {SPINNING_MODES}, got {spinning!r}")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "off" else "1")
+    if spinning == "run":
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     options.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
     providers = ["CPUExecutionProvider"]
     if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():

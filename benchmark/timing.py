@@ -17,8 +17,9 @@ The protocol (also stored, shortened, in every record as `timing.protocol`):
    `time.perf_counter_ns`; p50/p90/p99 are nearest-rank percentiles of the sorted times, plus the mean.
    On CUDA each call ends with a synchronize, so the time is what a caller waits for.
 6. Throughput: `batch_iters` calls of `batch_size` images; images/s = images / total seconds.
-7. A time cap (`max_seconds`, per phase) ends a phase early for slow models, after at least
-   `min_iters` timed calls; the number of calls actually timed is reported.
+7. A time cap (`max_seconds`, per phase) ends warm-up and timing early for slow models, after at least one
+   warm-up call and `min_iters` timed batch-1 calls (`min_batch_iters` batch calls); the number of calls
+   actually timed is reported.
 """
 
 from __future__ import annotations
@@ -50,12 +51,13 @@ class TimingBudget:
     batch_iters: int  # timed calls of `batch_size` images
     batch_size: int = 256  # images per throughput call
     max_seconds: float | None = None  # per phase: stop timing (and warming up) after this long ...
-    min_iters: int = 1  # ... but only once this many calls were timed
+    min_iters: int = 1  # ... but only once this many batch-1 calls were timed
+    min_batch_iters: int = 1  # ... and this many batch calls
 
 
 SMOKE = TimingBudget(warmup=1, batch1_iters=10, batch_iters=1, batch_size=32, max_seconds=0.5, min_iters=3)
 QUICK = TimingBudget(warmup=3, batch1_iters=100, batch_iters=3, max_seconds=3.0, min_iters=5)
-FULL = TimingBudget(warmup=10, batch1_iters=500, batch_iters=10, max_seconds=30.0, min_iters=200)
+FULL = TimingBudget(warmup=10, batch1_iters=500, batch_iters=10, max_seconds=30.0, min_iters=200, min_batch_iters=3)
 BUDGETS = {"smoke": SMOKE, "quick": QUICK, "full": FULL}
 
 
@@ -65,7 +67,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
-def measure(call: Callable[[], Any], budget: TimingBudget, iters: int) -> list[float]:
+def measure(call: Callable[[], Any], budget: TimingBudget, iters: int, min_iters: int = 1) -> list[float]:
     """Milliseconds of `iters` timed calls of `call` after `budget.warmup` untimed ones (time-capped)."""
     cap = budget.max_seconds
     start = time.perf_counter()
@@ -79,7 +81,7 @@ def measure(call: Callable[[], Any], budget: TimingBudget, iters: int) -> list[f
         t0 = time.perf_counter_ns()
         call()
         times.append((time.perf_counter_ns() - t0) / 1e6)
-        if cap is not None and len(times) >= budget.min_iters and time.perf_counter() - start > cap:
+        if cap is not None and len(times) >= min_iters and time.perf_counter() - start > cap:
             break
     return times
 
@@ -117,8 +119,8 @@ def time_torch(model: nn.Module, input_size: int, threads: int, budget: TimingBu
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            batch1 = measure(run(one), budget, budget.batch1_iters)
-            batch = measure(run(many), budget, budget.batch_iters)
+            batch1 = measure(run(one), budget, budget.batch1_iters, budget.min_iters)
+            batch = measure(run(many), budget, budget.batch_iters, budget.min_batch_iters)
     finally:
         torch.set_num_threads(saved)
     return summarise(batch1, batch, budget.batch_size)
@@ -128,8 +130,8 @@ def time_onnxruntime(session: Any, input_size: int, threads: int, budget: Timing
     """Batch-1 latency and batch throughput of an ONNX Runtime session (threads are the session's own)."""
     name = session.get_inputs()[0].name
     one, many = (x.numpy() for x in _inputs(input_size, budget.batch_size))
-    batch1 = measure(lambda: session.run(None, {name: one}), budget, budget.batch1_iters)
-    batch = measure(lambda: session.run(None, {name: many}), budget, budget.batch_iters)
+    batch1 = measure(lambda: session.run(None, {name: one}), budget, budget.batch1_iters, budget.min_iters)
+    batch = measure(lambda: session.run(None, {name: many}), budget, budget.batch_iters, budget.min_batch_iters)
     return summarise(batch1, batch, budget.batch_size)
 
 

@@ -63,14 +63,14 @@ def test_measure_runs_warmup_then_timed_calls():
 
 
 def test_measure_stops_at_the_time_cap_after_min_iters():
-    budget = TimingBudget(warmup=50, batch1_iters=1000, batch_iters=1, max_seconds=0.05, min_iters=4)
+    budget = TimingBudget(warmup=50, batch1_iters=1000, batch_iters=1, max_seconds=0.05)
     calls = []
 
     def slow() -> None:
         calls.append(1)
         time.sleep(0.02)
 
-    times = measure(slow, budget, 1000)
+    times = measure(slow, budget, 1000, min_iters=4)
     assert 4 <= len(times) <= 8  # min_iters honoured, then the 50 ms cap ends the phase
     assert len(calls) - len(times) <= 5  # warm-up capped as well
     assert min(times) >= 20.0
