@@ -150,7 +150,8 @@ def time_both(model: nn.Module, onnx_path: Path | None, input_size: int, threads
         "torch": torch_times, "onnxruntime": ort_times, "speedup_batch1": None, "speedup_batch": None,
     }
     if ort_times is not None:
-        result["ort_providers"] = session.get_providers()
+        result["ort_providers"] = session.get_providers()  # CPU only, unless onnxruntime-gpu is installed
+        result["ort_device"] = "cuda" if result["ort_providers"][0] == "CUDAExecutionProvider" else "cpu"
         result["speedup_batch1"] = torch_times["batch1_ms"]["p50"] / ort_times["batch1_ms"]["p50"]
         result["speedup_batch"] = ort_times["batch_images_per_s"] / torch_times["batch_images_per_s"]
     return result

@@ -228,3 +228,31 @@ def test_every_architecture_exports_with_parity(zoo_export):
 
 def test_zoo_is_registered():
     assert len(_architectures()) >= 10, "the zoo's architectures should all be tested above"
+
+
+# ---- the CLI: `cifarzoo export` ----------------------------------------------------------------------------
+
+
+def test_export_command_writes_the_file_and_reports_parity(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cifarzoo.cli import cli
+
+    monkeypatch.setenv("CIFARZOO_HOME", str(tmp_path / "home"))  # no trained weights
+    out = tmp_path / "cnn3.onnx"
+    result = CliRunner().invoke(cli, ["export", "cnn3-basic", "--out", str(out), "--parity-images", "16"])
+    assert result.exit_code == 0, result.output
+    assert "no trained weights" in result.output and "exporting random weights" in result.output
+    assert out.stat().st_size > 1000
+    assert "top-1 agreement 100.00%: ok" in result.output
+
+
+def test_export_command_refuses_an_unwritable_path(tmp_path):
+    from click.testing import CliRunner
+
+    from cifarzoo.cli import cli
+
+    (tmp_path / "plain-file").write_text("x")
+    result = CliRunner().invoke(cli, ["export", "cnn3-basic", "--out", str(tmp_path / "plain-file" / "m.onnx")])
+    assert isinstance(result.exception, CifarzooError)  # main() prints it as one sentence, exit code 2
+    assert "is a file, not a folder" in str(result.exception)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -133,7 +134,7 @@ def test_time_onnxruntime(tiny_onnx):
 def test_time_both_is_the_records_timing_section(tiny_onnx):
     model, path = tiny_onnx
     timing = time_both(model, path, 16, threads=1, budget=TINY)
-    assert (timing["device"], timing["threads"]) == ("cpu", 1)
+    assert (timing["device"], timing["threads"], timing["ort_device"]) == ("cpu", 1, "cpu")
     assert "inference_mode" in timing["protocol"] and "warm-up" in timing["protocol"]
     check_runtime_timing(timing["torch"], TINY)
     check_runtime_timing(timing["onnxruntime"], TINY)
@@ -146,3 +147,40 @@ def test_time_both_without_an_onnx_file():
     timing = time_both(ThreadSpy().eval(), None, 16, threads=1, budget=TINY)
     check_runtime_timing(timing["torch"], TINY)
     assert timing["onnxruntime"] is None and timing["speedup_batch1"] is None and timing["speedup_batch"] is None
+
+
+# ---- the CLI: `cifarzoo time` ------------------------------------------------------------------------------
+
+
+def test_time_command_without_trained_weights(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from cifarzoo.cli import cli
+
+    monkeypatch.setenv("CIFARZOO_HOME", str(tmp_path))  # an empty weights store
+    result = CliRunner().invoke(cli, ["time", "cnn3-basic", "--json", "--budget", "smoke", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert "no trained weights" in report["weights"] and "timing does not need trained weights" in report["weights"]
+    assert report["model"]["params"] > 0 and report["model"]["onnx_bytes"] > 0
+    assert report["onnx"]["exported"] is True
+    timing = report["timing"]
+    assert timing["threads"] == 1
+    for runtime in ("torch", "onnxruntime"):
+        check_runtime_timing(timing[runtime], SMOKE)
+
+
+def test_time_command_refuses_a_corrupt_onnx_file(tmp_path):
+    import subprocess
+    import sys
+
+    corrupt = tmp_path / "broken.onnx"
+    corrupt.write_bytes(b"\x00garbage")
+    env = {**os.environ, "CIFARZOO_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "cifarzoo", "time", "cnn3-basic", "--onnx", str(corrupt)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ONNX Runtime cannot load") and "broken.onnx" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -24,7 +24,7 @@ input_size_option = click.option(
 @weights_option
 @input_size_option
 @click.option("--opset", type=click.IntRange(13, 23), default=18, show_default=True, help="ONNX opset version.")
-@click.option("--parity-images", type=click.IntRange(1, 100_000), default=128, show_default=True,
+@click.option("--parity-images", type=click.IntRange(1, 100_000), default=64, show_default=True,
               help="Random normalised images on which ONNX Runtime is compared with PyTorch.")
 def export(entry: str, out: Path, weights: Path | None, input_size: int | None, opset: int,
            parity_images: int) -> None:
