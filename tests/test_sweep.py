@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -340,3 +341,86 @@ def test_pruned_trial_is_recorded_and_not_resumed(tmp_path, monkeypatch):
     assert record["reason"].startswith("pruned by the sweep's AlwaysPrune after epoch 1")
     assert [h["epoch"] for h in record["history"]] == [1] and record["test"] is None
     assert not list((tmp_path / "results" / ".checkpoints").glob("*.ckpt"))
+
+
+# ----------------------------------------------------------------------------- the loop, with runs faked (fast)
+
+
+@pytest.fixture
+def fake_runs(tmp_path, monkeypatch):
+    """run_sweep with `execute` replaced by a record whose val acc is a function of the values (no training)."""
+    calls = []
+
+    def execute(run, ctx):
+        calls.append(run)
+        acc = run.arch_kwargs["hidden"] / 100 + run.recipe.lr
+        return {"status": "ok", "reason": None, "history": [{"epoch": 1, "val_acc": acc}], "test": {"accuracy": 0.5}}
+
+    monkeypatch.setattr(study_mod, "execute", execute)
+    data = SimpleNamespace(fingerprint="f" * 16, source="fake")
+    ctx = RunContext(tmp_path, data, "cpu", "pytest", "quiet")
+    storage = sw.open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    return SimpleNamespace(calls=calls, data=data, ctx=ctx, storage=storage)
+
+
+def test_random_search_draws_depend_only_on_seed_and_trial_number(fake_runs):
+    space = ["hidden=int:4:64", "lr=loguniform:1e-4:1e-1"]
+    first = sw.run_sweep(sw.define_sweep(ENTRY, space, random=5, study="r1"), fake_runs.storage, fake_runs.data,
+                         fake_runs.ctx, n_trials=3)
+    assert first.ran == 3 and first.pending == 2
+    resumed = sw.run_sweep(sw.define_sweep(ENTRY, space, random=7, study="r1"), fake_runs.storage, fake_runs.data,
+                           fake_runs.ctx)  # resumed, with a larger N: 4 more
+    assert resumed.ran == 4 and len(resumed.study.trials) == 7
+    whole = sw.run_sweep(sw.define_sweep(ENTRY, space, random=7, study="r2"), fake_runs.storage, fake_runs.data,
+                         fake_runs.ctx)  # the same search in one go
+    drawn = [[t.params for t in s.trials] for s in (resumed.study, whole.study)]
+    assert drawn[0] == drawn[1] and len({p["hidden"] for p in drawn[0]}) > 1
+    assert all(4 <= p["hidden"] <= 64 and 1e-4 <= p["lr"] <= 1e-1 for p in drawn[0])
+    other = sw.run_sweep(sw.define_sweep(ENTRY, space, random=2, seed=1, study="r3"), fake_runs.storage,
+                         fake_runs.data, fake_runs.ctx)
+    assert [t.params for t in other.study.trials] != drawn[0][:2]
+    assert len(fake_runs.calls) == 3 + 4 + 7 + 2
+
+
+def test_a_duplicate_grid_point_is_never_run(fake_runs):
+    plan = sw.define_sweep(ENTRY, ["hidden=4,8", "lr=0.001,0.01"], study="dup")
+    done = sw.run_sweep(plan, fake_runs.storage, fake_runs.data, fake_runs.ctx)
+    assert done.ran == 4 and len(fake_runs.calls) == 4
+    done.study.enqueue_trial({"hidden": 8, "lr": 0.01})  # as a racing second worker would
+    again = sw.run_sweep(plan, fake_runs.storage, fake_runs.data, fake_runs.ctx)
+    assert again.ran == 1 and len(fake_runs.calls) == 4  # the copy was not run ...
+    rows = sw.study_rows(again.study)
+    (copy,) = [r for r in rows if r.state == "duplicate"]
+    assert copy.number == 4 and "same parameters as trial" in copy.note  # ... and is marked as a copy
+    assert sw.best_row(rows).params == {"hidden": 8, "lr": 0.01}
+
+
+def test_a_trial_of_a_killed_worker_is_rerun_after_its_heartbeat_lapses(fake_runs, monkeypatch):
+    monkeypatch.setattr(study_mod, "GRACE_S", 1)
+    storage = sw.open_storage(f"sqlite:///{fake_runs.ctx.results / 'stale.db'}")
+    plan = sw.define_sweep(ENTRY, ["hidden=4,8"], study="stale")
+    sw.run_sweep(plan, storage, fake_runs.data, fake_runs.ctx, n_trials=1)
+    study = sw.load_study("stale", storage)
+    study.enqueue_trial({"hidden": 12 - study.trials[0].params["hidden"]})  # the other grid point ...
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        trial = study.ask()  # ... is taken by a worker that beats once and is killed
+    trial.suggest_categorical("hidden", [4, 8])
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)
+    result = sw.run_sweep(plan, storage, fake_runs.data, fake_runs.ctx)
+    states = [r.state for r in sw.study_rows(result.study)]
+    assert sorted(states) == ["complete", "complete", "interrupted"]
+    assert sorted(r.params["hidden"] for r in sw.study_rows(result.study) if r.state == "complete") == [4, 8]
+    assert result.pending == 0 and len(fake_runs.calls) == 2
+
+
+def test_an_entry_without_validation_split_cannot_be_swept(monkeypatch):
+    import dataclasses
+
+    base = zoo.get_entry(ENTRY)
+    no_val = dataclasses.replace(base, recipe=base.recipe.replace(early_stopping=None, val_fraction=0.0))
+    monkeypatch.setattr(zoo, "get_entry", lambda name: no_val)
+    with pytest.raises(CifarzooError, match="without a validation split, so a sweep has nothing to select on"):
+        sw.define_sweep(ENTRY, ["lr=0.001,0.01"])
+    with pytest.raises(CifarzooError, match="unknown parameter 'val_fraction'"):
+        sw.parse_param("val_fraction=0.1,0.2", base)

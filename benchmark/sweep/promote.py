@@ -1,9 +1,9 @@
 """`--promote`: the best trial of a study becomes a registered entry that `cifarzoo bench` can run.
 
 The entry is the swept entry with the best trial's values (recipe fields and architecture arguments),
-named `<architecture>-<study>` unless named, with provenance "cifarzoo sweep" and a description naming
-the study and trial. It is written by `zoo.promoted` under $CIFARZOO_HOME/promoted/, which the zoo
-registers in every later process.
+named `<architecture>-<study>` (or just the study's name if it starts with the architecture) unless a
+name is given, with provenance "cifarzoo sweep" and a description naming the study and trial. It is
+written by `zoo.promoted` under $CIFARZOO_HOME/promoted/, which the zoo registers in every later process.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def promote(study_name: str, storage_url: str, name: str | None = None, *, force
     if best is None:
         raise CifarzooError(f"study '{study_name}' has no complete trial yet; run (or resume) the sweep first.")
     base = zoo.get_entry(definition["entry"])
-    new_name = (name or f"{base.architecture}-{study_name}").lower()
+    arch = base.architecture
+    default = study_name if study_name.lower().startswith(f"{arch}-") else f"{arch}-{study_name}"
+    new_name = (name or default).lower()
     if not ENTRY_NAME.match(new_name):
         raise CifarzooError(f"'{new_name}' is not a usable entry name (lower-case letters, digits, '.', '+', '_' "
                             "and '-'); give --promote a name such as tinyvgg-tuned.")

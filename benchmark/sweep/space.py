@@ -27,7 +27,9 @@ from zoo.errors import CifarzooError
 from zoo.recipe import RECIPE_FIELDS, Recipe
 
 RANGE_KINDS = ("uniform", "loguniform", "int")
-UNSWEPT_RECIPE = ("early_stopping",)  # nested: sweep its parts by registering a recipe instead
+# early_stopping is nested (register a recipe to vary it); val_fraction changes the split that selects the
+# trials, so their validation accuracies would not be comparable
+UNSWEPT_RECIPE = ("early_stopping", "val_fraction")
 UNSWEPT_ARCH = ("num_classes",)  # CIFAR-10 has ten, always
 
 

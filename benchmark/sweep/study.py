@@ -96,6 +96,9 @@ def define_sweep(entry: str | None, param_texts: list[str], *, study: str | None
     if not entry:
         raise CifarzooError("name the ENTRY to tune (e.g. tinyvgg-norm), or give --preset.")
     base_entry = zoo.get_entry(entry)
+    if getattr(base_entry.recipe, "val_fraction", 0.2) == 0:
+        raise CifarzooError(f"{entry} trains on the whole train split without a validation split, so a sweep has "
+                            "nothing to select on; sweep an entry whose recipe keeps a validation split.")
     texts = list(chosen.params) if chosen else []
     given = {t.split("=", 1)[0].strip().replace("-", "_") for t in param_texts}
     texts = [t for t in texts if t.split("=", 1)[0] not in given] + list(param_texts)  # --param overrides
@@ -179,7 +182,7 @@ def open_study(sweep: Sweep, storage: Any, data: Dataset, pruner: Any = None) ->
 
     if sweep.mode == "grid":
         space = {p.name: list(p.values) for p in sweep.params}
-        sampler: Any = optuna.samplers.GridSampler(space, seed=sweep.seed)
+        sampler: Any = _GridSampler(space, seed=sweep.seed)
     else:
         sampler = TrialSeededRandomSampler(sweep.seed)
     if pruner is None:  # early epochs are noisy: never prune before epoch 3, nor before 5 trials finished
@@ -201,6 +204,14 @@ def open_study(sweep: Sweep, storage: Any, data: Dataset, pruner: Any = None) ->
     if stored != wanted:
         study.set_user_attr("cifarzoo", wanted)  # first worker, or --random N raised to run more trials
     return study
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its own stopping rule: `run_sweep` decides when the grid is done (and
+    Optuna's rule reads a grid id that the re-enqueued points of an interrupted sweep do not have)."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
 
 
 class TrialSeededRandomSampler(optuna.samplers.BaseSampler):
