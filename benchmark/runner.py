@@ -182,7 +182,7 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
         "mean": mean, "std": std, "input_size": recipe.input_size, "sweep": run.sweep,
         "metrics": {"val_accuracy": max((r.get("val_acc", 0.0) for r in fitted.history), default=None),
                     "test_accuracy": test["accuracy"], "test_loss": test["loss"]},
-    }, overwrite=ctx.force)
+    }, overwrite=True)  # no record yet, so any file there is this run's own, left by an interrupted attempt
     ckpt.unlink(missing_ok=True)
 
     onnx_section, timing_section, model_section, export_s, timing_s = _export_and_time(
