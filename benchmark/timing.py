@@ -25,6 +25,7 @@ The protocol (also stored, shortened, in every record as `timing.protocol`):
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,6 +142,7 @@ def time_both(model: nn.Module, onnx_path: Path | None, input_size: int, threads
     from benchmark.onnx_export import ort_session
 
     session = ort_session(onnx_path, threads, device) if onnx_path is not None else None
+    load_before = os.getloadavg()[0]
     torch_times = time_torch(model, input_size, threads, budget, device)
     ort_times = time_onnxruntime(session, input_size, threads, budget) if session is not None else None
     result: dict[str, Any] = {
@@ -148,6 +150,9 @@ def time_both(model: nn.Module, onnx_path: Path | None, input_size: int, threads
         "budget": {"warmup": budget.warmup, "batch1_iters": budget.batch1_iters,
                    "batch_iters": budget.batch_iters, "max_seconds": budget.max_seconds},
         "torch": torch_times, "onnxruntime": ort_times, "speedup_batch1": None, "speedup_batch": None,
+        # 1-minute load average before and after: above the core count, other processes shared the CPU
+        # and the numbers (PyTorch's OpenMP threads above all) are not to be trusted
+        "cpu_load": [round(load_before, 2), round(os.getloadavg()[0], 2)], "cpu_count": os.cpu_count(),
     }
     if ort_times is not None:
         result["ort_providers"] = session.get_providers()  # CPU only, unless onnxruntime-gpu is installed

@@ -136,6 +136,7 @@ def test_time_both_is_the_records_timing_section(tiny_onnx):
     timing = time_both(model, path, 16, threads=1, budget=TINY)
     assert (timing["device"], timing["threads"], timing["ort_device"]) == ("cpu", 1, "cpu")
     assert "inference_mode" in timing["protocol"] and "warm-up" in timing["protocol"]
+    assert len(timing["cpu_load"]) == 2 and all(v >= 0 for v in timing["cpu_load"]) and timing["cpu_count"] >= 1
     check_runtime_timing(timing["torch"], TINY)
     check_runtime_timing(timing["onnxruntime"], TINY)
     assert timing["speedup_batch1"] == timing["torch"]["batch1_ms"]["p50"] / timing["onnxruntime"]["batch1_ms"]["p50"]

@@ -150,6 +150,9 @@ def _print_timing(report: dict[str, Any]) -> None:
         ms = row["batch1_ms"]
         click.echo(f"{runtime:<12} {ms['p50']:>11.3f} {ms['p90']:>8.3f} {ms['p99']:>8.3f}      "
                    f"{row['batch_images_per_s']:>19,.0f} {row['iterations']:>5} + {row['batch_iterations']}")
+    if max(timing["cpu_load"]) > timing["cpu_count"]:
+        click.echo(f"note: the CPU was busy (load average {max(timing['cpu_load']):.1f} on {timing['cpu_count']} "
+                   "cores): other processes distorted these numbers; time again on an idle machine.")
     if timing["onnxruntime"] is not None:
         click.echo(f"ONNX Runtime vs PyTorch: x{timing['speedup_batch1']:.2f} at batch 1 (p50), "
                    f"x{timing['speedup_batch']:.2f} at batch {batch} (throughput)")
