@@ -14,6 +14,7 @@ import optuna
 import pytest
 
 import zoo
+from benchmark import runner
 from benchmark import sweep as sw
 from benchmark.data import load_dataset
 from benchmark.records import read_record
@@ -184,11 +185,11 @@ def grid(tmp_path_factory):
         before = {k: (r["started_at"], (results / f"{k}.json").stat().st_mtime_ns)
                   for k, r in records_in(results).items()}
 
-        def ctrl_c(run, ctx):
+        def ctrl_c(*args):
             raise KeyboardInterrupt
 
         with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
-            patch.setattr(study_mod, "execute", ctrl_c)
+            patch.setattr(runner, "_export_and_time", ctrl_c)  # Ctrl-C after training, its weights saved
             sw.run_sweep(plan, url, data, ctx, echo=lines.append)
         after_interrupt = len(records_in(results))
         resumed = sw.run_sweep(plan, url, data, ctx, echo=lines.append)

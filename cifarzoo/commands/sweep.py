@@ -97,11 +97,16 @@ def run(entry: str | None, params: tuple[str, ...], preset: str | None, grid: bo
     if not quiet:
         click.echo(f"sweep {plan.study}: {plan.entry}, {what} over {', '.join(p.name for p in plan.params)}; "
                    f"profile {profile}, data: {dataset.description}", err=True)
-    result = run_sweep(plan, opened, dataset, ctx, n_trials=n_trials, prune=prune,
-                       echo=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)))
+    try:
+        result = run_sweep(plan, opened, dataset, ctx, n_trials=n_trials, prune=prune,
+                           echo=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)))
+    except KeyboardInterrupt:
+        click.echo(f"sweep {plan.study} interrupted: rerun the same command to resume (finished trials are kept; "
+                   "the interrupted one starts again from its last epoch).", err=True)
+        raise
     rows = study_rows(result.study)
     click.echo(format_rows(rows, plan.names))
-    _summary(rows, plan.study, url, result.pending)
+    _summary(rows, plan.study, _where(storage, results), result.pending)
     if site is not None:
         from leaderboard.build import build_site
 
@@ -110,9 +115,17 @@ def run(entry: str | None, params: tuple[str, ...], preset: str | None, grid: bo
         raise SystemExit(1)
 
 
-def _summary(rows: list, study: str, url: str, pending: int) -> None:
-    from benchmark.sweep import best_row
+def _where(storage: str | None, results: Path) -> str:
+    """The options that find the study again (for the hints printed after a sweep)."""
     from benchmark.sweep.study import masked
+
+    if storage:
+        return f" --storage '{masked(storage)}'"
+    return "" if results == Path("results") else f" --results {results}"
+
+
+def _summary(rows: list, study: str, where: str, pending: int) -> None:
+    from benchmark.sweep import best_row
 
     best = best_row(rows)
     if best is not None:
@@ -121,8 +134,8 @@ def _summary(rows: list, study: str, url: str, pending: int) -> None:
         click.echo(f"best: trial {best.number} [{values}] val acc {best.val_acc:.4f}{test}")
     if pending:
         click.echo(f"{pending} trial(s) still to run (in other workers, or rerun this command to resume).")
-    click.echo(f"study {study} in {masked(url)}; promote the best with: cifarzoo sweep show {study} --promote"
-               + ("" if url.endswith("/sweeps.db") else f" --storage '{masked(url)}'"))
+    click.echo(f"show it again with: cifarzoo sweep show {study}{where}; promote the best with: "
+               f"cifarzoo sweep show {study}{where} --promote")
 
 
 @sweep.command()
@@ -147,7 +160,8 @@ def show(study: str, storage: str | None, results: Path, promote: str | None, fo
                    + f"; profile {definition['profile']}, seed {definition['seed']}, data {definition['data_source']}")
     names = sorted(definition.get("params") or {r for row in rows for r in row.params})
     click.echo(format_rows(rows, names))
-    _summary(rows, study, url, 0)
+    if promote is None:
+        _summary(rows, study, _where(storage, results), 0)
     if promote is not None:
         from benchmark.sweep import promote as promote_best
 
