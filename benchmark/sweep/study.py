@@ -269,7 +269,12 @@ def _objective(sweep: Sweep, data: Dataset, ctx: RunContext, prune: bool, grid: 
             record = read_record(path)
             trial.set_user_attr("reused_record", True)
         else:
-            record = execute(run, dataclasses.replace(ctx, on_epoch=_reporter(trial, prune)))
+            try:
+                record = execute(run, dataclasses.replace(ctx, on_epoch=_reporter(trial, prune)))
+            except CifarzooError:
+                if not path.exists():
+                    raise
+                record = read_record(path)  # a worker ran the same run (a profile-capped twin) and wrote it first
         if record["status"] == "skipped":
             (ctx.checkpoints / f"{run.run_id}.ckpt").unlink(missing_ok=True)  # a pruned run is never resumed
         return _value(trial, record)
