@@ -52,7 +52,6 @@ class TrialFailed(Exception):
 @dataclass(frozen=True)
 class Sweep:
     """What one `cifarzoo sweep` command searches, and under which budget."""
-
     study: str
     entry: str
     params: tuple[Param, ...]
@@ -137,7 +136,6 @@ def default_storage(results: Any) -> str:
 
 def open_storage(url: str) -> Any:
     """An Optuna RDB storage with heartbeats; a URL that cannot be opened is a CifarzooError."""
-
     _quiet_optuna()
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # workers wait for the lock
     for attempt in range(4):
@@ -168,7 +166,6 @@ def masked(url: str) -> str:
 
 def load_study(name: str, storage: Any) -> Any:
     """An existing study, or a CifarzooError naming the studies the storage holds."""
-
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -179,7 +176,6 @@ def load_study(name: str, storage: Any) -> Any:
 
 def open_study(sweep: Sweep, storage: Any, data: Dataset, pruner: Any = None) -> Any:
     """Create the sweep's study or load it to resume; a study made by different arguments is an error."""
-
     if sweep.mode == "grid":
         space = {p.name: list(p.values) for p in sweep.params}
         sampler: Any = _GridSampler(space, seed=sweep.seed)
@@ -325,7 +321,6 @@ def _point(trial: Any, names: list[str], grid: list | None) -> tuple[Any, ...] |
 
 def settled(trial: Any) -> bool:
     """Done for good: complete, pruned by the pruner, or failed with a record (not interrupted, not a copy)."""
-
     if "duplicate_of" in trial.user_attrs:
         return False
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
@@ -334,13 +329,11 @@ def settled(trial: Any) -> bool:
 
 def interrupted(trial: Any) -> bool:
     """Failed without a record: its worker was stopped (Ctrl-C) or killed (heartbeat lapsed)."""
-
     return trial.state == TrialState.FAIL and "status" not in trial.user_attrs
 
 
 def _duplicate_of(trial: Any, values: dict[str, Any], names: list[str], grid: list | None) -> int | None:
     """The number of a settled trial, or one started before this one, with the same values (else None)."""
-
     key = tuple(values[n] for n in names)
     me = (trial.datetime_start, trial.number)
     for other in trial.study.get_trials(deepcopy=False):
@@ -401,7 +394,6 @@ def _sampler_grid(sampler: Any) -> list | None:
 
 def _more_to_run(study: Any, sweep: Sweep, grid: list | None) -> bool:
     """Whether to start another trial; in grid mode, enqueue the points nobody holds (after the first pass)."""
-
     trials = study.get_trials(deepcopy=False)
     if sweep.mode == "random":
         return sum(not interrupted(t) for t in trials) < sweep.n
