@@ -1,0 +1,142 @@
+"""The fast path keeps the meaning of a model: bf16 + channels_last and torch.compile vs plain fp32 eager;
+and the flagship (airnet) whitens, learns, and gets its own optimizer groups."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import zoo
+from benchmark.train import autocast, build_optimizer, fit, predict
+from zoo.recipe import Recipe
+
+CPU = torch.device("cpu")
+# (architecture, kwargs): a plain CNN, a residual net, a transformer, an MLP-Mixer, a BN CNN, the flagship
+ARCHS = [("tinyvgg", {}), ("resnet12", {"hidden": 32}), ("vit", {}), ("mixer", {}), ("cnn004", {}),
+         ("airnet", {"widths": (32, 64, 64)})]
+
+
+def _images(n: int = 64, seed: int = 0) -> torch.Tensor:
+    """Normalised-looking images with spatial structure (smoothed noise), so the nets see image-like inputs."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 36, 36, generator=g)
+    x = torch.nn.functional.avg_pool2d(x, 5, stride=1)  # 32x32, neighbouring pixels correlated
+    return (x - x.mean()) / x.std()
+
+
+def _built(arch: str, kwargs: dict, images: torch.Tensor) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = zoo.create(arch, **kwargs)
+    if hasattr(model, "data_init"):
+        model.data_init(images)
+    return model.eval()
+
+
+@pytest.mark.parametrize(("arch", "kwargs"), ARCHS, ids=[a for a, _ in ARCHS])
+def test_fast_path_predicts_like_fp32(arch: str, kwargs: dict) -> None:
+    x = _images(32)
+    model = _built(arch, kwargs, x)
+    with torch.inference_mode():
+        ref = model(x).float()
+        fast_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        with autocast(CPU, "bf16"):
+            fast = fast_model(x.contiguous(memory_format=torch.channels_last)).float()
+    scale = ref.std().item()
+    err = (fast - ref).abs().max().item()
+    # bf16 keeps 8 mantissa bits (relative rounding 2^-9 per op); a few percent of the logits' spread is the
+    # bound for a network of 5-20 layers, where fp32 vs fp32-channels_last alone is ~1e-6
+    assert err <= 0.05 * scale, f"max |bf16 - fp32| = {err:.4f} for logits of std {scale:.4f}"
+    top2 = ref.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 2 * err  # fp32 margin larger than the bf16 error: must agree
+    agree = fast.argmax(1) == ref.argmax(1)
+    assert agree[clear].all(), f"{(~agree[clear]).sum()} clear-margin predictions changed under bf16"
+    assert agree.float().mean() >= 0.9
+
+
+def test_compiled_model_matches_eager() -> None:
+    """torch.compile (inductor: generated C++ kernels on this CPU) gives the eager outputs and gradients."""
+    x = _images(32)
+    model = _built("airnet", {"widths": (16, 32, 32)}, x).train()  # one graph: training mode, forward + backward
+    compiled = torch.compile(model)
+    y = torch.arange(len(x)) % 10
+    eager_out = model(x)
+    torch.nn.functional.cross_entropy(eager_out, y).backward()
+    eager_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.load_state_dict(_built("airnet", {"widths": (16, 32, 32)}, x).state_dict())  # undo BN stat updates
+    model.zero_grad(set_to_none=True)
+    compiled_out = compiled(x)
+    torch.nn.functional.cross_entropy(compiled_out, y).backward()
+    torch.testing.assert_close(compiled_out, eager_out, rtol=1e-4, atol=1e-4)
+    compiled_grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert compiled_grads.keys() == eager_grads.keys() and len(eager_grads) > 0
+    for name, grad in compiled_grads.items():
+        torch.testing.assert_close(grad, eager_grads[name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+# ----------------------------------------------------------------------------- the flagship
+
+
+def test_whitening_conv_whitens_patches() -> None:
+    x = _images(128)
+    model = zoo.create("airnet", widths=(16, 32, 32))
+    model.data_init(x)
+    conv = model.whiten
+    half = conv.out_channels // 2
+    torch.testing.assert_close(conv.weight[half:], -conv.weight[:half])  # +v and -v filters
+    # covariance of the whitened 2x2 patches (the first half of the filters) is ~ identity
+    with torch.no_grad():
+        out = torch.nn.functional.conv2d(x, conv.weight[:half]).permute(0, 2, 3, 1).reshape(-1, half).double()
+    out = out - out.mean(0)
+    cov = out.T @ out / len(out)
+    patches = x.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
+    eigenvalues = torch.linalg.eigvalsh(torch.cov(patches.T, correction=0))
+    expected = torch.diag(eigenvalues / (eigenvalues + conv.eps))  # eps regularises the smallest directions
+    torch.testing.assert_close(cov, expected, rtol=0, atol=2e-3)
+    assert (cov.diagonal() > 0.9).sum() >= 10  # all but the weakest directions have unit variance
+    assert not conv.weight.requires_grad and conv.bias.requires_grad
+
+
+def test_airnet_forward_backward_and_optimizer_groups() -> None:
+    x = _images(16)
+    model = zoo.create("airnet", widths=(16, 32, 32))
+    model.data_init(x)
+    out = model(x)
+    assert out.shape == (16, 10)
+    torch.nn.functional.cross_entropy(out, torch.arange(16) % 10).backward()
+    assert model.whiten.weight.grad is None  # frozen whitening filters
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if n in trained)
+    recipe = Recipe(optimizer="sgd", lr=0.5, weight_decay=1e-3)
+    optimizer, _ = build_optimizer(model, recipe)
+    weights, biases = optimizer.param_groups
+    assert biases["lr"] == 0.5 * model.bias_lr_scale and weights["lr"] == 0.5
+    assert biases["weight_decay"] * biases["lr"] == pytest.approx(weights["weight_decay"] * weights["lr"])
+    assert {id(p) for p in biases["params"]} == {id(m.bias) for m in model.modules()
+                                                 if isinstance(m, torch.nn.BatchNorm2d)}
+    assert optimizer.defaults["nesterov"]
+
+
+def test_airnet_fit_learns_synthetic_data() -> None:
+    from benchmark.augment import get_policy
+    from benchmark.data import synthetic_dataset
+    from benchmark.loader import DeviceLoader
+
+    data = synthetic_dataset(n_train=768, n_test=256)
+    mean, std = [0.4] * 3, [0.3] * 3
+    train = DeviceLoader(data.x_train, data.y_train, batch_size=128, mean=mean, std=std, shuffle=True,
+                         policy=get_policy("fliptranslate"))
+    test = DeviceLoader(data.x_test, data.y_test, batch_size=256, mean=mean, std=std)
+    torch.manual_seed(0)
+    model = zoo.create("airnet", widths=(16, 32, 32))
+    model.data_init(next(iter(train.epoch(0)))[0])
+    recipe = zoo.get_entry("airnet-fast").recipe.replace(max_epochs=3, batch_size=128)
+    assert recipe.val_fraction == 0.0  # the flagship trains on the whole train split: no validation loader
+    result = fit(model, recipe, train, None)
+    assert result.best_epoch == 3 and all("val_acc" not in row for row in result.history)
+    logits, labels = predict(result.model, test, CPU, "bf16", tta="flip+translate")
+    accuracy = (logits.argmax(1) == labels).float().mean().item()
+    assert accuracy > 0.5, f"test accuracy {accuracy:.3f} after 3 epochs (chance is 0.1)"
+    print(f"airnet on synthetic data: test accuracy {accuracy:.3f}")
+    assert result.fast_path["bf16"] and result.fast_path["channels_last"]
