@@ -136,7 +136,10 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
 
     data, recipe, profile, device = ctx.data, run.recipe, run.profile, torch.device(ctx.device)
     torch.manual_seed(run.seed)
-    train_idx, val_idx = stratified_split(data.y_train, 0.2, seed=run.seed)
+    if recipe.val_fraction > 0:
+        train_idx, val_idx = stratified_split(data.y_train, recipe.val_fraction, seed=run.seed)
+    else:  # the recipe trains on the whole train split and keeps its last epoch (no validation)
+        train_idx, val_idx = torch.arange(len(data.y_train)), torch.arange(0)
     train_idx = _subset(train_idx, data.y_train, profile.train_images, run.seed, stratified_subset)
     val_idx = _subset(val_idx, data.y_train, profile.val_images, run.seed, stratified_subset)
     test_idx = _subset(torch.arange(len(data.y_test)), data.y_test, profile.test_images, run.seed, stratified_subset)
@@ -150,7 +153,7 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
 
     eval_batch = 500
     train_loader = loader(data.x_train[train_idx], data.y_train[train_idx], True, recipe.batch_size)
-    val_loader = loader(data.x_train[val_idx], data.y_train[val_idx], False, eval_batch)
+    val_loader = loader(data.x_train[val_idx], data.y_train[val_idx], False, eval_batch) if len(val_idx) else None
     test_loader = loader(data.x_test[test_idx], data.y_test[test_idx], False, eval_batch)
     record["data"].update(n_train=len(train_idx), n_val=len(val_idx), n_test=len(test_idx), mean=mean, std=std)
 
@@ -180,7 +183,7 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
         "entry": run.entry.name, "recipe": recipe.to_dict(), "arch_kwargs": run.arch_kwargs, "seed": run.seed,
         "profile": profile.name, "data_fingerprint": data.fingerprint, "classes": data.classes,
         "mean": mean, "std": std, "input_size": recipe.input_size, "sweep": run.sweep,
-        "metrics": {"val_accuracy": max((r.get("val_acc", 0.0) for r in fitted.history), default=None),
+        "metrics": {"val_accuracy": max((r["val_acc"] for r in fitted.history if "val_acc" in r), default=None),
                     "test_accuracy": test["accuracy"], "test_loss": test["loss"]},
     }, overwrite=True)  # no record yet, so any file there is this run's own, left by an interrupted attempt
     ckpt.unlink(missing_ok=True)

@@ -47,8 +47,13 @@ class FitResult:
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> tuple[torch.optim.Optimizer, bool]:
-    """The recipe's optimizer, fused where this torch supports it, else foreach (no per-tensor loop)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """The recipe's optimizer, fused where this torch supports it, else foreach (no per-tensor loop).
+
+    A model may define `param_groups(recipe) -> list[dict]` (e.g. a larger learning rate for BatchNorm
+    biases); groups carry their own "lr"/"weight_decay", which the schedule then scales alike.
+    """
+    params: Any = (model.param_groups(recipe) if hasattr(model, "param_groups")
+                   else [p for p in model.parameters() if p.requires_grad])
     kinds = {
         "adam": (torch.optim.Adam, {}),
         "adamw": (torch.optim.AdamW, {}),
@@ -188,10 +193,15 @@ def fit(
 ) -> FitResult:
     """Train `model` by `recipe` on the `train` loader, selecting the best epoch on `val`.
 
+    `val` may be None (a recipe with val_fraction 0 trains on the whole train split): no validation
+    passes, no early stopping, and the last epoch's weights are kept.
+
     Loaders are `benchmark.loader.DeviceLoader`s (train shuffled). `checkpoint`: resume from it if it
     exists, and rewrite it after every epoch. `stop_after_epoch` ends the call after that epoch as if
     the process had been killed there (used by the resume tests).
     """
+    if val is None and recipe.early_stopping is not None:
+        raise ValueError("early stopping needs a validation split (val is None)")
     device = torch.device(device)
     model.to(device)
     if recipe.channels_last:
@@ -253,7 +263,7 @@ def fit(
             "epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / seen,
             "lr": optimizer.param_groups[0]["lr"], "seconds": train_s, "images_per_s": seen / train_s,
         }
-        if epoch % recipe.eval_every == 0 or epoch == recipe.max_epochs:
+        if val is not None and (epoch % recipe.eval_every == 0 or epoch == recipe.max_epochs):
             eval_model = ema.model if ema is not None else model
             logits, labels = predict(eval_model, val, device, recipe.precision)
             row["val_loss"] = nn.functional.cross_entropy(logits, labels).item()
@@ -276,6 +286,8 @@ def fit(
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             raise KeyboardInterrupt(f"stopped after epoch {epoch} on request")
 
+    if val is None:
+        best_epoch = history[-1]["epoch"] if history else 0  # no validation: the last epoch is the result
     final = ema.model if ema is not None else model
     if best_state is not None:
         final.load_state_dict(best_state)

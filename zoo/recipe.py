@@ -50,6 +50,7 @@ class Recipe:
     compile: bool = False  # torch.compile the model (warm-up excluded from timings)
     ema_decay: float | None = None  # exponential moving average of weights, per step; None: off
     tta: str = "none"  # test-time augmentation at evaluation: "none", "flip" or "flip+translate"
+    val_fraction: float = 0.2  # share of the train split held out to select the epoch; 0: train on all, keep the last
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -60,6 +61,10 @@ class Recipe:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         if self.precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.val_fraction == 0.0 and self.early_stopping is not None:
+            raise ValueError("early stopping needs a validation split: val_fraction must be > 0")
 
     def replace(self, **changes: Any) -> Recipe:
         """A copy with some fields changed (`early_stopping` may be given as a dict)."""
