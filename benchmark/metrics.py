@@ -83,14 +83,15 @@ def roc_auc(logits: Any, labels: Any, num_classes: int) -> dict[str, Any]:
 
 
 def roc_curves(logits: Any, labels: Any, num_classes: int, points: int = 101) -> dict[str, list]:
-    """ROC curves resampled at `points` evenly spaced false-positive rates (small enough for a record)."""
+    """ROC curves resampled at `points` evenly spaced false-positive rates (small enough for a record);
+    `fpr` and `tpr` are both per-class lists, as the record schema states."""
     probs, y = softmax(logits), _np(labels)
     grid = np.linspace(0.0, 1.0, points)
     tprs = []
     for c in range(num_classes):
         fpr, tpr = roc_curve(probs[:, c], y == c)
         tprs.append(np.round(np.interp(grid, fpr, tpr), 5).tolist())
-    return {"fpr": np.round(grid, 5).tolist(), "tpr": tprs}
+    return {"fpr": [np.round(grid, 5).tolist()] * num_classes, "tpr": tprs}
 
 
 def calibration(logits: Any, labels: Any, bins: int = 15) -> dict[str, Any]:

@@ -27,7 +27,8 @@ seconds unless the key says `_ms`, sizes in bytes.
     model           {params, flops_per_image, onnx_bytes}
     test            {loss, accuracy, per_class: {precision, recall, f1, accuracy, support} (lists of 10),
                      confusion_matrix (10x10 ints, rows = true class), roc: {fpr, tpr} (per class lists,
-                     downsampled), roc_auc: {per_class, macro}, ece, calibration: {confidence, accuracy,
+                     downsampled, one fpr list and one tpr list per class),
+                     roc_auc: {per_class, macro}, ece, calibration: {confidence, accuracy,
                      count} (per bin), top_confusions: [{true, pred, count}], samples: [{index, label,
                      pred, confidence}]}
     onnx            {exported, reason, opset, max_abs_diff, top1_agreement, parity_ok}

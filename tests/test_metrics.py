@@ -74,7 +74,7 @@ def test_roc_curve_matches_sklearn_points(random_case):
     np.testing.assert_allclose(fpr, sk_fpr)
     np.testing.assert_allclose(tpr, sk_tpr)
     curves = metrics.roc_curves(logits, labels, C, points=11)
-    assert len(curves["fpr"]) == 11 and len(curves["tpr"]) == C
+    assert len(curves["fpr"]) == len(curves["tpr"]) == C and all(len(f) == 11 for f in curves["fpr"])
     assert all(t[0] >= 0 and t[-1] == 1.0 and t == sorted(t) for t in curves["tpr"])
 
 

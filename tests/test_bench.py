@@ -1,0 +1,119 @@
+"""`cifarzoo bench` end to end on synthetic data: the whole zoo, idempotent reruns, kill and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import zoo
+from benchmark.schema import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cifarzoo(*args, env=None, check=True, **kw):
+    proc = subprocess.run([sys.executable, "-m", "cifarzoo", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"cifarzoo {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def bench_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    return {**os.environ, "CIFARZOO_HOME": str(home), "CIFARZOO_IMAGENET_WEIGHTS": str(home / "no-weights")}
+
+
+def records_in(folder: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+
+
+@pytest.fixture(scope="module")
+def whole_zoo(tmp_path_factory, bench_env):
+    out = tmp_path_factory.mktemp("bench")
+    t0 = time.perf_counter()
+    first = cifarzoo("bench", "--all", "--data", "synthetic", "--profile", "smoke", "--results", str(out / "results"),
+                     "--site", str(out / "site"), "--progress", "plain", env=bench_env)
+    return out, first, time.perf_counter() - t0
+
+
+def test_bench_all_smoke_records_every_entry(whole_zoo):
+    out, first, seconds = whole_zoo
+    records = records_in(out / "results")
+    by_entry = {r["entry"]["name"]: r for r in records.values()}
+    assert sorted(by_entry) == zoo.list_models()  # one record per (entry, seed 0)
+    for name, rec in by_entry.items():
+        assert validate(rec) == [], name
+        if zoo.get_entry(name).pretrained:
+            assert rec["status"] == "skipped" and "ImageNet weights" in rec["reason"]
+        else:
+            assert rec["status"] == "ok", (name, rec["reason"])
+            assert rec["profile"] == "smoke" and rec["seed"] == 0
+            assert rec["timing"]["torch"]["batch1_ms"]["p50"] > 0
+            assert rec["onnx"]["exported"] is False or rec["onnx"]["parity_ok"] is True, name
+    assert (out / "site" / "index.html").exists()
+    assert "leaderboard:" in first.stdout and "test acc" in first.stdout
+    print(f"bench --all --profile smoke on synthetic: {seconds:.0f}s")
+
+
+def test_second_bench_does_no_training(whole_zoo, bench_env):
+    out, _, _ = whole_zoo
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}
+    again = cifarzoo("bench", "--all", "--data", "synthetic", "--profile", "smoke", "--results",
+                     str(out / "results"), "--no-site", "--progress", "plain", env=bench_env)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}
+    assert after == before
+    assert f"{len(before)} already recorded" in again.stderr
+
+
+def deterministic(rec: dict) -> dict:
+    hist = [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in rec["history"]]
+    return {"test": rec["test"], "history": hist, "training": rec["training"], "sha": rec["weights"]["sha256"]}
+
+
+def test_killed_bench_resumes_to_the_same_records(tmp_path, bench_env):
+    args = ["bench", "tinyvgg-norm", "cnn004-relu", "--data", "synthetic", "--profile", "smoke", "--seeds", "0,1",
+            "--no-site", "--progress", "plain"]
+    cifarzoo(*args, "--results", str(tmp_path / "straight"), env=bench_env)
+    straight = records_in(tmp_path / "straight")
+    assert len(straight) == 4
+
+    # kill the second bench once its first record is written, then run the same command again
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "cifarzoo", *args, "--results", str(cut)], cwd=ROOT,
+                            env=bench_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(cut.glob("*.json")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = records_in(cut)
+    assert 1 <= len(partial) < 4
+    cifarzoo(*args, "--results", str(cut), env=bench_env)
+    resumed = records_in(cut)
+    assert sorted(resumed) == sorted(straight)
+    for rid in straight:
+        assert deterministic(resumed[rid]) == deterministic(straight[rid]), rid
+
+
+def test_bad_input_one_sentence_exit_2(tmp_path, bench_env):
+    r = cifarzoo("bench", "nosuch*", "--data", "synthetic", "--results", str(tmp_path), env=bench_env, check=False)
+    assert r.returncode == 2 and "matches no entry" in r.stderr and "resnet12-aug" in r.stderr
+    r = cifarzoo("bench", "--all", "--seeds", ",", "--data", "synthetic", "--results", str(tmp_path), env=bench_env,
+                 check=False)
+    assert r.returncode == 2 and "--seeds is empty" in r.stderr
+    r = cifarzoo("bench", "--all", "tinyvgg-aug", "--data", "synthetic", "--results", str(tmp_path), env=bench_env,
+                 check=False)
+    assert r.returncode == 2 and "not both" in r.stderr
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "x.json").write_text(json.dumps({"schema_version": 0, "run_id": "x"}))
+    r = cifarzoo("bench", "tinyvgg-aug", "--data", "synthetic", "--results", str(old), env=bench_env, check=False)
+    assert r.returncode == 2 and "schema version 0" in r.stderr
+    assert "Traceback" not in r.stderr
