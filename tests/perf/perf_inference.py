@@ -55,8 +55,8 @@ def load() -> str:
 def table(architectures: list[str], threads: int, budget: TimingBudget, entry_size: bool) -> None:
     batch = budget.batch_size
     print("| architecture | input | params | MFLOPs | ONNX MB | torch b1 p50 ms | ORT b1 p50 ms | b1 speed-up "
-          f"| torch b{batch} img/s | ORT b{batch} img/s | b{batch} speed-up |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"| torch b{batch} img/s | ORT b{batch} img/s | b{batch} speed-up | load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ratios_1, ratios_b = [], []
     for name in architectures:
         size = entry_input_size(name) if entry_size else 32
@@ -75,6 +75,7 @@ def table(architectures: list[str], threads: int, budget: TimingBudget, entry_si
             cells += [f"{ort['batch1_ms']['p50']:.3f}", f"x{t['speedup_batch1']:.2f}",
                       f"{pt['batch_images_per_s']:,.0f}", f"{ort['batch_images_per_s']:,.0f}",
                       f"x{t['speedup_batch']:.2f}"]
+        cells.append(f"{max(t['cpu_load']):.1f}")  # 1-min load average: above the core count, distrust the row
         print("| " + " | ".join(cells) + " |", flush=True)
     if ratios_1:
         print(f"\nmedian speed-up of ONNX Runtime over PyTorch: x{statistics.median(ratios_1):.2f} at batch 1 (p50), "
