@@ -223,7 +223,11 @@ def _export_and_time(run: Run, ctx: RunContext, model: torch.nn.Module, test_loa
         if exported.ok:
             model_section["onnx_bytes"] = exported.bytes
             session = ort_session(onnx_path, threads, ctx.device)
-            images = torch.cat([x.float().contiguous() for x, _ in test_loader.epoch(0)])
+            images, labels = map(torch.cat, zip(*((x.float().contiguous(), y) for x, y in test_loader.epoch(0))))
+            if run.profile.parity_images is not None and run.profile.parity_images < len(labels):
+                from benchmark.splits import stratified_subset  # a fixed, balanced part of the test split
+
+                images = images[stratified_subset(labels, run.profile.parity_images, seed=0)]
             onnx_section.update(parity(model, session, images))
         export_s = time.perf_counter() - t0
         t1 = time.perf_counter()
