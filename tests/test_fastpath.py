@@ -140,3 +140,32 @@ def test_airnet_fit_learns_synthetic_data() -> None:
     assert accuracy > 0.5, f"test accuracy {accuracy:.3f} after 3 epochs (chance is 0.1)"
     print(f"airnet on synthetic data: test accuracy {accuracy:.3f}")
     assert result.fast_path["bf16"] and result.fast_path["channels_last"]
+
+
+def test_lookahead_changes_training_and_resumes_exactly(tmp_path) -> None:
+    from benchmark.data import synthetic_dataset
+    from benchmark.loader import DeviceLoader
+
+    data = synthetic_dataset(n_train=256, n_test=10)
+
+    def run(recipe: Recipe, **kwargs):
+        train = DeviceLoader(data.x_train, data.y_train, batch_size=32, mean=[0.4] * 3, std=[0.3] * 3,
+                             shuffle=True, seed=1)
+        torch.manual_seed(0)
+        model = zoo.create("airnet", widths=(8, 16, 16))
+        model.data_init(next(iter(train.epoch(0)))[0])
+        return fit(model, recipe, train, None, **kwargs)
+
+    recipe = Recipe(optimizer="sgd", lr=0.2, momentum=0.85, batch_size=32, max_epochs=3, scheduler="onecycle",
+                    warmup_epochs=1, val_fraction=0.0, lookahead=True)
+    full = run(recipe, checkpoint=tmp_path / "full.ckpt")
+    plain = run(recipe.replace(lookahead=False))
+    changed = [k for k, v in full.model.state_dict().items() if not torch.equal(v, plain.model.state_dict()[k])]
+    assert changed, "lookahead left every weight as plain SGD had it"
+    ckpt = tmp_path / "killed.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe, checkpoint=ckpt, stop_after_epoch=2)
+    assert torch.load(ckpt, weights_only=False)["lookahead"] is not None  # the slow weights are checkpointed
+    resumed = run(recipe, checkpoint=ckpt)
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name

@@ -49,6 +49,7 @@ class Recipe:
     channels_last: bool = True  # NHWC memory layout for convolutions
     compile: bool = False  # torch.compile the model (warm-up excluded from timings)
     ema_decay: float | None = None  # exponential moving average of weights, per step; None: off
+    lookahead: bool = False  # airbench-style lookahead: slow weights every 5 steps, averaging more as training ends
     tta: str = "none"  # test-time augmentation at evaluation: "none", "flip" or "flip+translate"
     val_fraction: float = 0.2  # share of the train split held out to select the epoch; 0: train on all, keep the last
 

@@ -88,7 +88,7 @@ class AirNet(nn.Module):
 
     def __init__(self, widths: tuple[int, int, int] = (64, 256, 256), whiten_kernel: int = 2,
                  num_classes: int = 10, bn_momentum: float = 0.4, head_scale: float = 1 / 9,
-                 bias_lr_scale: float = 64.0) -> None:
+                 bias_lr_scale: float = 64.0, whiten_bias_epochs: int = 2) -> None:
         super().__init__()
         self.whiten = PatchWhitening(whiten_kernel)
         self.act = nn.GELU()
@@ -97,10 +97,16 @@ class AirNet(nn.Module):
         self.head = nn.Linear(widths[-1], num_classes, bias=False)
         self.head_scale = head_scale
         self.bias_lr_scale = bias_lr_scale
+        self.whiten_bias_epochs = whiten_bias_epochs
 
     def data_init(self, images: torch.Tensor) -> None:
         """Whitening filters from a batch of normalised training images (called once, before training)."""
         self.whiten.data_init(images.to(self.whiten.weight.device))
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called by the engine before epoch `epoch` (1-based): the whitening bias trains for the first few
+        epochs only; frozen, the 31x31 stem needs no backward pass (~8% of a step)."""
+        self.whiten.bias.requires_grad_(epoch <= self.whiten_bias_epochs)
 
     def param_groups(self, recipe: Any) -> list[dict[str, Any]]:
         """Optimizer groups: BatchNorm biases learn `bias_lr_scale` times faster, with the weights' decay per step."""
@@ -119,6 +125,8 @@ class AirNet(nn.Module):
 
 @register_model()
 def airnet(widths: tuple[int, int, int] = (64, 256, 256), whiten_kernel: int = 2, num_classes: int = 10,
-           bn_momentum: float = 0.4, head_scale: float = 1 / 9, bias_lr_scale: float = 64.0) -> AirNet:
+           bn_momentum: float = 0.4, head_scale: float = 1 / 9, bias_lr_scale: float = 64.0,
+           whiten_bias_epochs: int = 2) -> AirNet:
     """AirNet at the given widths (airbench94's are 64/256/256)."""
-    return AirNet(tuple(widths), whiten_kernel, num_classes, bn_momentum, head_scale, bias_lr_scale)
+    return AirNet(tuple(widths), whiten_kernel, num_classes, bn_momentum, head_scale, bias_lr_scale,
+                  whiten_bias_epochs)
