@@ -1,0 +1,123 @@
+"""Time-to-accuracy of the flagship (airnet-fast) on a real copy of CIFAR-10, over several seeds.
+
+    python tests/perf/perf_flagship.py --data ../shared/datasets/cifar10-jpeg.zip --seeds 0 1 2
+
+Each run does what `cifarzoo bench airnet-fast --profile full` does up to the test accuracy (split,
+loaders, whitening init, fit, test prediction with the recipe's TTA) and prints, after every epoch,
+the training seconds so far and the test accuracy with TTA (measured outside the clock: the curve),
+then the wall clock from "data in memory" to "test accuracy" (loaders + init + fit + TTA prediction;
+the per-epoch curve evaluations excluded). Not a CI test: minutes per seed on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+import zoo
+from benchmark.augment import get_policy
+from benchmark.data import load_dataset
+from benchmark.loader import DeviceLoader
+from benchmark.splits import channel_stats, stratified_split
+from benchmark.train import fit, predict
+from zoo.recipe import RECIPE_FIELDS
+
+
+def accuracy(model: torch.nn.Module, loader: DeviceLoader, precision: str, tta: str) -> float:
+    logits, labels = predict(model, loader, loader.device, precision, tta=tta)
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def run_once(data, entry, recipe, seed: int, device: str, curve: bool) -> dict:
+    """One seed: returns wall-clock seconds, final TTA test accuracy and the per-epoch curve."""
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    if recipe.val_fraction > 0:
+        train_idx, _ = stratified_split(data.y_train, recipe.val_fraction, seed=seed)
+    else:
+        train_idx = torch.arange(len(data.y_train))
+    mean, std = channel_stats(data.x_train[train_idx])
+    train = DeviceLoader(data.x_train[train_idx], data.y_train[train_idx], batch_size=recipe.batch_size, mean=mean,
+                         std=std, device=device, shuffle=True, seed=seed, policy=get_policy(recipe.augment),
+                         channels_last=recipe.channels_last)
+    test = DeviceLoader(data.x_test, data.y_test, batch_size=500, mean=mean, std=std, device=device,
+                        channels_last=recipe.channels_last)
+    model = zoo.create(entry.architecture, **entry.arch_kwargs)
+    model.data_init(next(iter(train.epoch(0)))[0])
+    points: list[tuple[int, float, float]] = []
+    clock = {"train_s": 0.0, "untimed_s": 0.0}
+
+    def on_epoch(row: dict) -> None:
+        clock["train_s"] += row["seconds"]
+        if curve:
+            t = time.perf_counter()
+            points.append((row["epoch"], clock["train_s"], accuracy(model, test, recipe.precision, recipe.tta)))
+            clock["untimed_s"] += time.perf_counter() - t
+            print(f"  seed {seed} epoch {row['epoch']:2d}  train {clock['train_s']:7.1f} s  "
+                  f"test acc (TTA) {points[-1][2]:.4f}", flush=True)
+
+    fitted = fit(model, recipe, train, None, device=device, on_epoch=on_epoch)
+    final = accuracy(fitted.model, test, recipe.precision, recipe.tta)
+    wall = time.perf_counter() - t0 - clock["untimed_s"]
+    return {"seed": seed, "wall_s": wall, "train_s": fitted.train_seconds, "acc": final, "curve": points}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("CIFARZOO_DATA", "../shared/datasets/cifar10-jpeg.zip"))
+    parser.add_argument("--entry", default="airnet-fast")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    parser.add_argument("--no-curve", action="store_true", help="skip the per-epoch test evaluations")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
+                        help='recipe or architecture overrides, e.g. max_epochs=10 widths=[48,128,128]')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    data = load_dataset(args.data)  # decoded once and cached: not part of the clock
+    entry = zoo.get_entry(args.entry)
+    recipe, arch = entry.recipe, dict(entry.arch_kwargs)
+    for item in args.set:
+        key, value = item.split("=", 1)
+        if key in RECIPE_FIELDS:
+            recipe = recipe.replace(**{key: json.loads(value)})
+        else:
+            arch[key] = json.loads(value)
+    if args.epochs is not None:
+        recipe = recipe.replace(max_epochs=args.epochs)
+    entry = dataclasses.replace(entry, arch_kwargs=arch)
+    print(f"{entry.name}: {entry.arch_kwargs}, {recipe.max_epochs} epochs, batch {recipe.batch_size}, "
+          f"{recipe.precision}, channels_last={recipe.channels_last}, compile={recipe.compile}, tta={recipe.tta}")
+    print(f"data: {data.description}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
+    runs = []
+    for seed in args.seeds:
+        runs.append(run_once(data, entry, recipe, seed, args.device, not args.no_curve))
+        r = runs[-1]
+        print(f"seed {seed}: test accuracy {r['acc']:.4f} in {r['wall_s']:.1f} s wall "
+              f"(train {r['train_s']:.1f} s), load {os.getloadavg()[0]:.2f}", flush=True)
+    accs, walls = [r["acc"] for r in runs], [r["wall_s"] for r in runs]
+    sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    print(f"\nmean over {len(runs)} seeds: test accuracy {statistics.mean(accs):.4f} +- {sd:.4f}, "
+          f"wall clock {statistics.mean(walls):.1f} s (max {max(walls):.1f} s)")
+    if not args.no_curve:
+        print("\ntime-to-accuracy (mean over seeds): epoch, train seconds, test accuracy with TTA")
+        for i in range(min(len(r["curve"]) for r in runs)):
+            sec = statistics.mean(r["curve"][i][1] for r in runs)
+            acc = statistics.mean(r["curve"][i][2] for r in runs)
+            print(f"  {runs[0]['curve'][i][0]:2d}  {sec:7.1f}  {acc:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Training images/s: cifarzoo's fast path vs the reports' style of loop, same model, batch and augmentation.
+
+Not a CI test: a measurement to run by hand on an otherwise idle machine (minutes).
+
+    .venv/bin/python tests/perf/perf_train_speed.py --data ../shared/datasets/cifar10-jpeg.zip
+    .venv/bin/python tests/perf/perf_train_speed.py --skip-speed --acc-seeds 0 1 2   # the accuracy check only
+
+The reports' loop: a dataset of PIL images in memory, torchvision DataLoader(num_workers=2, shuffle) with the
+"aug" policy as PIL transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, RandomRotation(15),
+ColorJitter(0.2, 0.2, 0.2)) + ToTensor + Normalize, fp32, NCHW, torch.optim.Adam with its defaults,
+`loss.item()` every step. The fast path: the engine's `fit` (DeviceLoader with the same policy as batched
+tensor ops, bf16 autocast, channels_last, fused Adam, no host sync inside the step). Each side trains
+two epochs over the same subset; the second epoch is timed (start-up costs excluded on both sides, the
+DataLoader's per-epoch worker start-up included, as a report's loop pays it every epoch).
+
+Then the accuracy check: both loops train the same initial weights for the same epochs on a balanced
+subset and are scored on the test split (no TTA); printed per seed and as the mean difference.
+Every model uses the "aug" policy here (cnn004-relu's own recipe has none), so the loops differ only
+in the pipeline: PIL + fp32 + NCHW + Adam vs device tensors + bf16 + channels_last + fused Adam.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import zoo
+from benchmark.augment import get_policy
+from benchmark.data import load_dataset
+from benchmark.loader import DeviceLoader
+from benchmark.splits import channel_stats, stratified_subset
+from benchmark.train import fit, predict
+
+# entry, images per timed epoch (ResNet-12 needs ~9 GFLOP per training image: fewer)
+MODELS = [("tinyvgg-aug", 2048), ("resnet12-aug", 384), ("vit-aug", 2048), ("mixer-aug", 4096),
+          ("cnn004-relu", 4096)]
+CONVOLUTIONAL = {"tinyvgg-aug", "resnet12-aug", "cnn004-relu"}
+
+
+class PilDataset(torch.utils.data.Dataset):
+    """The reports' per-image pipeline: uint8 array -> PIL image -> torchvision transforms."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform):
+        self.images, self.labels, self.transform = images.numpy(), labels.numpy(), transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def reports_loader(x: torch.Tensor, y: torch.Tensor, mean, std, batch: int, seed: int):
+    from torchvision import transforms as T
+
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.RandomRotation(15),
+                           T.ColorJitter(0.2, 0.2, 0.2), T.ToTensor(), T.Normalize(mean, std)])
+    return torch.utils.data.DataLoader(PilDataset(x, y, transform), batch_size=batch, shuffle=True, num_workers=2,
+                                       generator=torch.Generator().manual_seed(seed))
+
+
+def reports_epochs(model: nn.Module, loader, lr: float, epochs: int) -> list[float]:
+    """The reports' loop (fp32, NCHW, Adam, a host sync per step); seconds of each epoch."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    criterion = nn.CrossEntropyLoss()
+    seconds = []
+    for _ in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        running = 0.0
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+            running += loss.item()
+        seconds.append(time.perf_counter() - t0)
+    return seconds
+
+
+def fast_fit(model: nn.Module, entry, x, y, mean, std, epochs: int, seed: int):
+    recipe = entry.recipe.replace(max_epochs=epochs, early_stopping=None, min_epochs=0, val_fraction=0.0,
+                                  augment="aug", precision="bf16", channels_last=True)
+    loader = DeviceLoader(x, y, batch_size=recipe.batch_size, mean=mean, std=std, shuffle=True, seed=seed,
+                          policy=get_policy("aug"), channels_last=True)
+    return fit(model, recipe, loader, None)
+
+
+def test_accuracy(model: nn.Module, x, y, mean, std, precision: str, channels_last: bool) -> float:
+    loader = DeviceLoader(x, y, batch_size=500, mean=mean, std=std, channels_last=channels_last)
+    logits, labels = predict(model, loader, torch.device("cpu"), precision)
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def speed(data, mean, std, names: list[str]) -> None:
+    print(f"{'model':<14} {'batch':>5} {'images':>6}  {'reports img/s':>13}  {'fast img/s':>10}  {'ratio':>6}")
+    for name, n in MODELS:
+        if name not in names:
+            continue
+        entry = zoo.get_entry(name)
+        idx = stratified_subset(data.y_train, n, seed=0)
+        x, y = data.x_train[idx], data.y_train[idx]
+        torch.manual_seed(0)
+        model = zoo.create(entry.architecture, **entry.arch_kwargs)
+        fast_model = zoo.create(entry.architecture, **entry.arch_kwargs)
+        fast_model.load_state_dict(model.state_dict())
+        loader = reports_loader(x, y, mean, std, entry.recipe.batch_size, seed=0)
+        slow_s = reports_epochs(model, loader, entry.recipe.lr, 2)[-1]
+        fitted = fast_fit(fast_model, entry, x, y, mean, std, 2, seed=0)
+        slow_rate, fast_rate = len(y) / slow_s, fitted.history[-1]["images_per_s"]
+        print(f"{name:<14} {entry.recipe.batch_size:>5} {len(y):>6}  {slow_rate:>13.1f}  {fast_rate:>10.1f}  "
+              f"{fast_rate / slow_rate:>5.2f}x", flush=True)
+
+
+def accuracy_check(data, mean, std, names: list[str], n_train: int, epochs: int, seeds: list[int]) -> None:
+    print(f"\naccuracy check: {n_train} balanced training images, {epochs} epochs, full test split (no TTA)")
+    print(f"{'model':<14} {'seed':>4}  {'reports loop':>12}  {'fast path':>9}  {'fast - reports':>14}")
+    for name, _ in MODELS:
+        if name not in names:
+            continue
+        entry = zoo.get_entry(name)
+        diffs = []
+        for seed in seeds:
+            idx = stratified_subset(data.y_train, n_train, seed=seed)
+            x, y = data.x_train[idx], data.y_train[idx]
+            torch.manual_seed(seed)
+            model = zoo.create(entry.architecture, **entry.arch_kwargs)
+            fast_model = zoo.create(entry.architecture, **entry.arch_kwargs)
+            fast_model.load_state_dict(model.state_dict())
+            reports_epochs(model, reports_loader(x, y, mean, std, entry.recipe.batch_size, seed), entry.recipe.lr,
+                           epochs)
+            slow = test_accuracy(model, data.x_test, data.y_test, mean, std, "fp32", False)
+            fitted = fast_fit(fast_model, entry, x, y, mean, std, epochs, seed)
+            fast = test_accuracy(fitted.model, data.x_test, data.y_test, mean, std, "bf16", True)
+            diffs.append(fast - slow)
+            print(f"{name:<14} {seed:>4}  {slow:>12.4f}  {fast:>9.4f}  {100 * (fast - slow):>+13.2f}pt", flush=True)
+        sd = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+        print(f"{name:<14} mean  difference {100 * statistics.mean(diffs):+.2f} pt (sd {100 * sd:.2f} pt over "
+              f"{len(diffs)} seeds)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("CIFARZOO_DATA", "../shared/datasets/cifar10-jpeg.zip"))
+    parser.add_argument("--models", nargs="+", default=[m for m, _ in MODELS])
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--acc-images", type=int, default=5000, help="training images of the accuracy check")
+    parser.add_argument("--acc-epochs", type=int, default=3)
+    parser.add_argument("--acc-seeds", type=int, nargs="+", default=[0])
+    args = parser.parse_args()
+
+    data = load_dataset(args.data)
+    mean, std = channel_stats(data.x_train)
+    print(f"data: {data.description}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
+          f"load average {os.getloadavg()[0]:.2f}\n")
+    if not args.skip_speed:
+        speed(data, mean, std, args.models)
+    if not args.skip_accuracy:
+        accuracy_check(data, mean, std, args.models, args.acc_images, args.acc_epochs, args.acc_seeds)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
