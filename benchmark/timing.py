@@ -35,9 +35,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.onnx_export import SPINNING, ort_session
+
 PROTOCOL = (
     "fp32 eval; same intra-op threads for both runtimes; torch.inference_mode vs ORT_ENABLE_ALL "
-    "(spinning off, 1 inter-op thread); warm-up, export and session creation excluded; batch-1 latency "
+    f"(spinning {SPINNING}, 1 inter-op thread); warm-up, export and session creation excluded; batch-1 latency "
     "as nearest-rank p50/p90/p99 of per-call perf_counter_ns times; throughput = images / seconds "
     "over batch calls; runtimes timed one after the other"
 )
@@ -139,8 +141,6 @@ def time_onnxruntime(session: Any, input_size: int, threads: int, budget: Timing
 def time_both(model: nn.Module, onnx_path: Path | None, input_size: int, threads: int, budget: TimingBudget,
               device: str = "cpu") -> dict[str, Any]:
     """The record's `timing` section: PyTorch, then ONNX Runtime (None without an ONNX file), and ratios."""
-    from benchmark.onnx_export import ort_session
-
     session = ort_session(onnx_path, threads, device) if onnx_path is not None else None
     load_before = os.getloadavg()[0]
     torch_times = time_torch(model, input_size, threads, budget, device)
