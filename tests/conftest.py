@@ -5,7 +5,21 @@ copy in CIFARZOO_TEST_HOME (see tests/test_data.py) so the 60,000 JPEGs are deco
 import os
 import tempfile
 
+import pytest
+
 
 def pytest_configure(config):
     if "CIFARZOO_HOME" not in os.environ or not os.environ.get("CIFARZOO_KEEP_HOME"):
         os.environ["CIFARZOO_HOME"] = tempfile.mkdtemp(prefix="cifarzoo-test-home-")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tensor-op tests: on a small shared CPU, oversubscribed OpenMP threads
+    make tensor ops ~5x slower. Restores the previous count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,13 +11,7 @@ from benchmark.data import synthetic_dataset
 from benchmark.loader import DeviceLoader
 from benchmark.splits import channel_stats
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
