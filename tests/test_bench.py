@@ -73,8 +73,13 @@ def test_second_bench_does_no_training(whole_zoo, bench_env):
 
 
 def deterministic(rec: dict) -> dict:
+    """What must not change when a bench is killed and resumed: test metrics, the whole history, the
+    training outcome. The weights' sha256 is left out: a run's fp32 weights differ in the last bits
+    depending on what ran before it in the same process (seed 1 alone vs after seed 0 - measured), so
+    a resumed bench, which starts a new process, can differ there while every metric agrees exactly.
+    `fit`'s own resume is bit-exact, weights included (tests/test_train.py)."""
     hist = [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in rec["history"]]
-    return {"test": rec["test"], "history": hist, "training": rec["training"], "sha": rec["weights"]["sha256"]}
+    return {"test": rec["test"], "history": hist, "training": rec["training"]}
 
 
 def test_killed_bench_resumes_to_the_same_records(tmp_path, bench_env):
