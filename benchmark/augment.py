@@ -64,6 +64,19 @@ def hflip(x: torch.Tensor, generator: torch.Generator, p: float = 1.0, *,
     return _pick(_chosen(x, generator, p, mask), x.flip(-1), x)
 
 
+def alternating_hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5, *,
+                      mask: torch.Tensor | None = None, index: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Derandomised flip (airbench, Jordan 2024): each image gets a fixed random bit, and is mirrored in the
+    epochs whose parity matches it, so every two consecutive epochs show both orientations exactly once.
+    Draws nothing from `generator`; `p` is not used (half the images flip each epoch by construction)."""
+    # a fixed pseudo-random bit per dataset index (Knuth's multiplicative hash), flipped every epoch
+    bit = ((index.to(torch.int64) * 2654435761) % 2**32 >> 16) & 1
+    chosen = bit != epoch % 2
+    if mask is not None:
+        chosen = chosen & mask
+    return _pick(chosen, x.flip(-1), x)
+
+
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator, p: float = 1.0, *,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
     """Zero-pad by `padding`, then cut a window of the original size at a uniform offset."""
@@ -153,8 +166,10 @@ def random_resized_crop(x: torch.Tensor, scale: Sequence[float], ratio: Sequence
 
 
 OPS: dict[str, Callable[..., torch.Tensor]] = {
-    f.__name__: f for f in (hflip, random_crop, translate, rotate, color_jitter, random_erasing, random_resized_crop)
+    f.__name__: f for f in (hflip, alternating_hflip, random_crop, translate, rotate, color_jitter, random_erasing,
+                            random_resized_crop)
 }
+POSITIONAL_OPS = {"alternating_hflip"}  # ops that also need each image's dataset index and the epoch
 
 
 def _frozen(value: Any) -> Any:
@@ -182,9 +197,14 @@ class Op:
     def kwargs(self) -> dict[str, Any]:
         return dict(self.params)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator,
-                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        return OPS[self.name](x, generator=generator, p=self.p, mask=mask, **self.kwargs)
+    def __call__(self, x: torch.Tensor, generator: torch.Generator, mask: torch.Tensor | None = None,
+                 index: torch.Tensor | None = None, epoch: int = 0) -> torch.Tensor:
+        kwargs = self.kwargs
+        if self.name in POSITIONAL_OPS:
+            if index is None:
+                raise ValueError(f"augmentation op {self.name!r} needs the images' dataset indices")
+            kwargs.update(index=index, epoch=epoch)
+        return OPS[self.name](x, generator=generator, p=self.p, mask=mask, **kwargs)
 
 
 JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2}
@@ -211,6 +231,8 @@ POLICIES: dict[str, tuple[Op, ...]] = {
     # the fast-training literature (Page's ResNet-9 DAWNBench entry, airbench): flip + translate up to 2 px,
     # reflect padding
     "fliptranslate": (Op("hflip", 0.5), Op("translate", 1.0, {"pixels": 2})),
+    # the same with airbench's derandomised (alternating) flip
+    "altfliptranslate": (Op("alternating_hflip", 0.5), Op("translate", 1.0, {"pixels": 2})),
 }
 
 
@@ -222,13 +244,14 @@ def get_policy(name: str) -> tuple[Op, ...]:
 
 
 def augment(images: torch.Tensor, policy: Sequence[Op], generator: torch.Generator,
-            apply_prob: float = 1.0) -> torch.Tensor:
-    """Apply `policy` to each image with probability `apply_prob`; each op then with its own p."""
+            apply_prob: float = 1.0, *, index: torch.Tensor | None = None, epoch: int = 0) -> torch.Tensor:
+    """Apply `policy` to each image with probability `apply_prob`; each op then with its own p.
+    `index` (the images' positions in the dataset) and `epoch` are needed by `POSITIONAL_OPS` only."""
     if not policy:
         return images
     mask = None
     if apply_prob < 1.0:
         mask = torch.rand(len(images), generator=generator, device=images.device) < apply_prob
     for op in policy:
-        images = op(images, generator, mask)
+        images = op(images, generator, mask, index, epoch)
     return images

@@ -73,12 +73,18 @@ class DeviceLoader:
             order = torch.arange(n, device=self.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
-            yield self._prepare(self.images[index], generator), self.labels[index]
+            yield self._prepare(self.images[index], generator, index, epoch), self.labels[index]
 
-    def _prepare(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def plain(self, n: int | None = None) -> torch.Tensor:
+        """The first `n` images (all if None), normalised and laid out as batches are, without augmentation
+        (e.g. for a data-dependent initialisation)."""
+        return self._prepare(self.images[:n], None)
+
+    def _prepare(self, x: torch.Tensor, generator: torch.Generator | None, index: torch.Tensor | None = None,
+                 epoch: int = 0) -> torch.Tensor:
         x = x.float().div_(255)
-        if self.policy:
-            x = augment(x, self.policy, generator, self.apply_prob)
+        if self.policy and generator is not None:
+            x = augment(x, self.policy, generator, self.apply_prob, index=index, epoch=epoch)
         x = (x - self.mean) / self.std
         if self.input_size != x.shape[-1]:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,

@@ -159,7 +159,7 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
 
     model = zoo.create(run.entry.architecture, **run.arch_kwargs)
     if hasattr(model, "data_init"):  # data-dependent initialisation (e.g. a whitening first conv)
-        model.data_init(next(iter(train_loader.epoch(0)))[0].float())
+        model.data_init(train_loader.plain(5000).float())
     ckpt = ctx.checkpoints / f"{run.run_id}.ckpt"
     from benchmark.progress import Progress
 

@@ -9,7 +9,9 @@ import torchvision.transforms.v2.functional as TF
 from benchmark.augment import (
     OPS,
     POLICIES,
+    POSITIONAL_OPS,
     Op,
+    alternating_hflip,
     augment,
     color_jitter,
     get_policy,
@@ -52,7 +54,28 @@ def coded(n: int) -> torch.Tensor:
 
 
 def test_every_op_is_registered_and_tested():
-    assert set(OPS) == set(OP_PARAMS)
+    assert set(OPS) == set(OP_PARAMS) | POSITIONAL_OPS  # positional ops have their own tests below
+
+
+def test_alternating_hflip_shows_each_image_once_each_way_every_two_epochs():
+    x, index = images(1000), torch.arange(1000)
+    flipped = []
+    for epoch in (0, 1, 2):
+        out = alternating_hflip(x, gen(epoch), index=index, epoch=epoch)
+        is_flip = (out == x.flip(-1)).flatten(1).all(1)
+        assert torch.equal(is_flip, ~(out == x).flatten(1).all(1))  # each image is either itself or its mirror
+        flipped.append(is_flip)
+    assert torch.equal(flipped[0], ~flipped[1]) and torch.equal(flipped[0], flipped[2])
+    assert 450 <= int(flipped[0].sum()) <= 550  # about half each epoch
+    # the bit belongs to the image, not to its position in the batch
+    perm = torch.randperm(1000, generator=gen(9))
+    out = alternating_hflip(x[perm], gen(), index=index[perm], epoch=0)
+    assert torch.equal(out, alternating_hflip(x, gen(), index=index, epoch=0)[perm])
+
+
+def test_positional_op_without_indices_is_an_error():
+    with pytest.raises(ValueError, match="dataset indices"):
+        augment(images(4), get_policy("altfliptranslate"), gen())
 
 
 @pytest.mark.parametrize("name", sorted(OP_PARAMS))

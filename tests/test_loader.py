@@ -89,6 +89,32 @@ def test_augmentation_changes_pixels_not_labels(data):
     assert torch.equal(collect(never)[0], plain_x)
 
 
+def test_alternating_flip_mirrors_every_image_in_exactly_one_of_two_epochs(data):
+    images, labels = data
+    plain = stats_loader(images, labels, shuffle=True)
+    alt = stats_loader(images, labels, shuffle=True, policy=get_policy("altfliptranslate")[:1])
+    reference = plain.plain().flatten(1)  # dataset order, unaugmented
+    times_flipped = torch.zeros(len(labels), dtype=torch.long)
+    for epoch in (1, 2):
+        x_plain, x_alt = collect(plain, epoch)[0], collect(alt, epoch)[0]
+        index = torch.cdist(x_plain.flatten(1), reference).argmin(1)  # each batch row's dataset index
+        assert torch.equal(torch.sort(index).values, torch.arange(len(labels)))
+        flipped = (x_alt == x_plain.flip(-1)).flatten(1).all(1)
+        assert torch.equal(flipped, ~(x_alt == x_plain).flatten(1).all(1))
+        times_flipped[index[flipped]] += 1
+    assert torch.equal(times_flipped, torch.ones_like(times_flipped))
+
+
+def test_plain_is_the_unaugmented_normalised_split_in_order(data):
+    images, labels = data
+    loader = stats_loader(images, labels, shuffle=True, policy=get_policy("aug"))
+    mean, std = channel_stats(images)
+    expected = (images.permute(0, 3, 1, 2).float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(
+        std).view(1, 3, 1, 1)
+    assert torch.allclose(loader.plain(), expected, atol=1e-6)
+    assert torch.equal(loader.plain(10), loader.plain()[:10])
+
+
 def test_channels_last_layout(data):
     images, labels = data
     x, _ = next(iter(stats_loader(images, labels)))

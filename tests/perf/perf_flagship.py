@@ -15,11 +15,11 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import time
 
 import torch
+from perfkit import cpu_name
 
 import zoo
 from benchmark.augment import get_policy
@@ -50,7 +50,7 @@ def run_once(data, entry, recipe, seed: int, device: str, curve: bool) -> dict:
     test = DeviceLoader(data.x_test, data.y_test, batch_size=500, mean=mean, std=std, device=device,
                         channels_last=recipe.channels_last)
     model = zoo.create(entry.architecture, **entry.arch_kwargs)
-    model.data_init(next(iter(train.epoch(0)))[0])
+    model.data_init(train.plain(5000))
     points: list[tuple[int, float, float]] = []
     clock = {"train_s": 0.0, "untimed_s": 0.0}
 
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--no-curve", action="store_true", help="skip the per-epoch test evaluations")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--json", default=None, help="also write the runs and the curve to this JSON file")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                         help='recipe or architecture overrides, e.g. max_epochs=10 widths=[48,128,128]')
     args = parser.parse_args()
@@ -99,12 +100,14 @@ def main() -> None:
     print(f"{entry.name}: {entry.arch_kwargs}, {recipe.max_epochs} epochs, batch {recipe.batch_size}, "
           f"{recipe.precision}, channels_last={recipe.channels_last}, compile={recipe.compile}, tta={recipe.tta}")
     print(f"data: {data.description}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cpus, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
     runs = []
     for seed in args.seeds:
+        load_before = os.getloadavg()[0]
         runs.append(run_once(data, entry, recipe, seed, args.device, not args.no_curve))
         r = runs[-1]
+        r["load_before"], r["load_after"] = load_before, os.getloadavg()[0]
         print(f"seed {seed}: test accuracy {r['acc']:.4f} in {r['wall_s']:.1f} s wall "
               f"(train {r['train_s']:.1f} s), load {os.getloadavg()[0]:.2f}", flush=True)
     accs, walls = [r["acc"] for r in runs], [r["wall_s"] for r in runs]
@@ -117,6 +120,11 @@ def main() -> None:
             sec = statistics.mean(r["curve"][i][1] for r in runs)
             acc = statistics.mean(r["curve"][i][2] for r in runs)
             print(f"  {runs[0]['curve'][i][0]:2d}  {sec:7.1f}  {acc:.4f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"entry": entry.name, "arch_kwargs": arch, "recipe": recipe.to_dict(), "data": data.description,
+                       "machine": f"{cpu_name()}, {os.cpu_count()} cpus", "torch": torch.__version__,
+                       "threads": torch.get_num_threads(), "runs": runs}, f, indent=1)
 
 
 if __name__ == "__main__":

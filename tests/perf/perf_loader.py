@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from perfkit import PilDataset
 
 ZIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "cifar10-jpeg.zip"
 
@@ -32,19 +33,6 @@ def batches_per_second(loader, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-class PilDataset(torch.utils.data.Dataset):
-    """The classic per-image pipeline: uint8 array -> PIL image -> transforms."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform):
-        self.images, self.labels, self.transform = images.numpy(), labels.numpy(), transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
 def main() -> None:

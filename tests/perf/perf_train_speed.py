@@ -22,11 +22,13 @@ in the pipeline: PIL + fp32 + NCHW + Adam vs device tensors + bf16 + channels_la
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
 
 import torch
+from perfkit import PilDataset, cpu_name
 from torch import nn
 
 import zoo
@@ -36,25 +38,13 @@ from benchmark.loader import DeviceLoader
 from benchmark.splits import channel_stats, stratified_subset
 from benchmark.train import fit, predict
 
-# entry, images per timed epoch (ResNet-12 needs ~9 GFLOP per training image: fewer)
-MODELS = [("tinyvgg-aug", 2048), ("resnet12-aug", 384), ("vit-aug", 2048), ("mixer-aug", 4096),
-          ("cnn004-relu", 4096)]
+# entry, images per timed epoch, training images of the accuracy check (ResNet-12 at hidden 128 needs
+# ~9 GFLOP per training image, 20x TinyVGG: fewer images, or it alone would take an hour)
+MODELS = [("tinyvgg-aug", 2048, 5000), ("resnet12-aug", 384, 640), ("vit-aug", 2048, 5000),
+          ("mixer-aug", 4096, 5000), ("cnn004-relu", 4096, 5000)]
 CONVOLUTIONAL = {"tinyvgg-aug", "resnet12-aug", "cnn004-relu"}
 
 
-class PilDataset(torch.utils.data.Dataset):
-    """The reports' per-image pipeline: uint8 array -> PIL image -> torchvision transforms."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform):
-        self.images, self.labels, self.transform = images.numpy(), labels.numpy(), transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
 def reports_loader(x: torch.Tensor, y: torch.Tensor, mean, std, batch: int, seed: int):
@@ -99,9 +89,10 @@ def test_accuracy(model: nn.Module, x, y, mean, std, precision: str, channels_la
     return (logits.argmax(1) == labels).float().mean().item()
 
 
-def speed(data, mean, std, names: list[str]) -> None:
+def speed(data, mean, std, names: list[str]) -> list[dict]:
     print(f"{'model':<14} {'batch':>5} {'images':>6}  {'reports img/s':>13}  {'fast img/s':>10}  {'ratio':>6}")
-    for name, n in MODELS:
+    out = []
+    for name, n, _ in MODELS:
         if name not in names:
             continue
         entry = zoo.get_entry(name)
@@ -117,14 +108,20 @@ def speed(data, mean, std, names: list[str]) -> None:
         slow_rate, fast_rate = len(y) / slow_s, fitted.history[-1]["images_per_s"]
         print(f"{name:<14} {entry.recipe.batch_size:>5} {len(y):>6}  {slow_rate:>13.1f}  {fast_rate:>10.1f}  "
               f"{fast_rate / slow_rate:>5.2f}x", flush=True)
+        out.append({"entry": name, "batch_size": entry.recipe.batch_size, "images": len(y),
+                    "reports_images_per_s": slow_rate, "fast_images_per_s": fast_rate})
+    return out
 
 
-def accuracy_check(data, mean, std, names: list[str], n_train: int, epochs: int, seeds: list[int]) -> None:
-    print(f"\naccuracy check: {n_train} balanced training images, {epochs} epochs, full test split (no TTA)")
-    print(f"{'model':<14} {'seed':>4}  {'reports loop':>12}  {'fast path':>9}  {'fast - reports':>14}")
-    for name, _ in MODELS:
+def accuracy_check(data, mean, std, names: list[str], images: int | None, epochs: int,
+                   seeds: list[int]) -> list[dict]:
+    print(f"\naccuracy check: balanced training subset, {epochs} epochs, full test split (no TTA)")
+    print(f"{'model':<14} {'images':>6} {'seed':>4}  {'reports loop':>12}  {'fast path':>9}  {'fast - reports':>14}")
+    out = []
+    for name, _, n_default in MODELS:
         if name not in names:
             continue
+        n_train = images or n_default
         entry = zoo.get_entry(name)
         diffs = []
         for seed in seeds:
@@ -140,32 +137,48 @@ def accuracy_check(data, mean, std, names: list[str], n_train: int, epochs: int,
             fitted = fast_fit(fast_model, entry, x, y, mean, std, epochs, seed)
             fast = test_accuracy(fitted.model, data.x_test, data.y_test, mean, std, "bf16", True)
             diffs.append(fast - slow)
-            print(f"{name:<14} {seed:>4}  {slow:>12.4f}  {fast:>9.4f}  {100 * (fast - slow):>+13.2f}pt", flush=True)
+            out.append({"entry": name, "images": n_train, "epochs": epochs, "seed": seed, "reports_acc": slow,
+                        "fast_acc": fast})
+            print(f"{name:<14} {n_train:>6} {seed:>4}  {slow:>12.4f}  {fast:>9.4f}  {100 * (fast - slow):>+13.2f}pt",
+                  flush=True)
         sd = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
         print(f"{name:<14} mean  difference {100 * statistics.mean(diffs):+.2f} pt (sd {100 * sd:.2f} pt over "
               f"{len(diffs)} seeds)", flush=True)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("CIFARZOO_DATA", "../shared/datasets/cifar10-jpeg.zip"))
-    parser.add_argument("--models", nargs="+", default=[m for m, _ in MODELS])
+    parser.add_argument("--models", nargs="+", default=[m for m, _, _ in MODELS])
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
-    parser.add_argument("--acc-images", type=int, default=5000, help="training images of the accuracy check")
+    parser.add_argument("--acc-images", type=int, default=None,
+                        help="training images of the accuracy check (default: 5000; ResNet-12 640)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--json", default=None, help="also write the measurements to this JSON file")
     parser.add_argument("--acc-epochs", type=int, default=3)
     parser.add_argument("--acc-seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     data = load_dataset(args.data)
     mean, std = channel_stats(data.x_train)
     print(f"data: {data.description}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
-          f"load average {os.getloadavg()[0]:.2f}\n")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}\n")
+    result = {"data": data.description, "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "load_before": os.getloadavg()[0]}
     if not args.skip_speed:
-        speed(data, mean, std, args.models)
+        result["speed"] = speed(data, mean, std, args.models)
     if not args.skip_accuracy:
-        accuracy_check(data, mean, std, args.models, args.acc_images, args.acc_epochs, args.acc_seeds)
+        result["accuracy"] = accuracy_check(data, mean, std, args.models, args.acc_images, args.acc_epochs,
+                                            args.acc_seeds)
+    result["load_after"] = os.getloadavg()[0]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
 

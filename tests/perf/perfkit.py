@@ -1,0 +1,35 @@
+"""Pieces shared by the performance scripts: the machine's name and the classic per-image PIL pipeline
+(the baseline that the device-resident loader and the fast training path are measured against)."""
+
+from __future__ import annotations
+
+import platform
+
+import torch
+
+
+def cpu_name() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (falls back to the architecture)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+class PilDataset(torch.utils.data.Dataset):
+    """The classic per-image pipeline: uint8 HWC array -> PIL image -> torchvision transforms."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform):
+        self.images, self.labels, self.transform = images.numpy(), labels.numpy(), transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
