@@ -21,7 +21,7 @@ from typing import Any
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, select_autoescape
 
 from leaderboard import format as fmt
-from leaderboard import plots, samples, sweeps, tables
+from leaderboard import perf, plots, samples, sweeps, tables
 from leaderboard.pages import LOSSY_NOTE, SMOKE_NOTE, entry_context
 from leaderboard.records import Gathered, gather
 from zoo.errors import CifarzooError
@@ -73,6 +73,7 @@ def build_site(results: Path, out: Path, strict: bool = False, data_source: str 
             warn(message)
 
     dataset = _dataset(data_source, gathered, add_warning)
+    measured = perf.load_perf(results, add_warning)
     if strict and warnings:
         raise StrictBuildError(warnings)
     _check_out(out, results)
@@ -81,7 +82,7 @@ def build_site(results: Path, out: Path, strict: bool = False, data_source: str 
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
     try:
-        pages, studies = _render(gathered, building, dataset, data_source)
+        pages, studies = _render(gathered, building, dataset, data_source, measured)
         _replace(building, out)
     finally:
         shutil.rmtree(building, ignore_errors=True)
@@ -141,7 +142,8 @@ def environment() -> Environment:
     return env
 
 
-def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any) -> tuple[list[str], list[str]]:
+def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any,
+            measured: dict[str, dict[str, Any]]) -> tuple[list[str], list[str]]:
     """Write every page, figure, download and copied file of the site; returns the entry and study pages."""
     trial = sweeps.is_trial(gathered.runs)
     runs, trials = gathered.runs[~trial], gathered.runs[trial]
@@ -173,6 +175,9 @@ def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any) -> t
                    ["run_id"]]
         context = sweeps.study_context(study, records, site, figures)
         _write(site / study["page"], env.get_template("sweep.html").render(root="../", **context))
+    if measured:
+        context = perf.perf_context(measured, site, figures)
+        _write(site / perf.PAGE, env.get_template("performance.html").render(root="", **context))
 
     plots.draw(figures)
     failed = _copy_tracebacks(gathered, failures, site)
@@ -181,7 +186,7 @@ def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any) -> t
     page_of = {(r["entry"], r["profile"]): r["page"] for r in rows}
     html = env.get_template("index.html").render(
         root="", rows=rows, pairs=tables.to_plain(pairs), failures=failed, page_of=page_of,
-        studies=studies, n_trials=len(trials),
+        studies=studies, n_trials=len(trials), perf_page=perf.PAGE if measured else None,
         sources=tables.data_sources(gathered.runs[gathered.runs["fingerprint"].notna()]),
         several_sources=table["fingerprint"].nunique() > 1, n_records=len(gathered.runs),
         options={k: sorted(set(table[k])) for k in ("family", "kind", "profile")},

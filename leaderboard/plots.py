@@ -147,6 +147,19 @@ def curves(histories: dict[int, list[dict[str, Any]]], path: Path) -> None:
     _save(fig, path)
 
 
+def time_to_accuracy(curves: dict[int, list[list[float]]], path: Path) -> None:
+    """Test accuracy against training seconds, one line per seed ([epoch, seconds, accuracy] points)."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, (seed, points) in enumerate(sorted(curves.items())):
+        _, seconds, acc = zip(*points)
+        ax.plot(np.array(seconds) / 60, np.array(acc) * 100, "-", marker=".", color=PALETTE[i % len(PALETTE)],
+                label=f"seed {seed}")
+    ax.set(xlabel="training time (minutes)", ylabel="test accuracy, with TTA (%)", title="Time to accuracy")
+    ax.legend(loc="lower right")
+    _margins(fig, left=0.6, right=0.2, top=0.3, bottom=0.5)
+    _save(fig, path)
+
+
 def confusion(matrix: list[list[int]], classes: list[str], title: str, path: Path) -> None:
     """Counts, rows = true class; the colour is the row share so rare mistakes still show."""
     cm = np.asarray(matrix, dtype=float)

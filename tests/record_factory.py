@@ -239,3 +239,39 @@ def demo_results(folder: Path) -> list[dict[str, Any]]:
     (folder / "quick" / "gru-norm" / "gru-norm-s0.traceback.txt").write_text(
         "Traceback (most recent call last):\n  File \"benchmark/train.py\", line 1\nRuntimeError: out of memory\n")
     return records
+
+
+def _timing(p50_ms: float, images_per_s: float) -> dict[str, Any]:
+    return {"batch1_ms": {"p50": p50_ms, "p90": p50_ms * 1.1, "p99": p50_ms * 1.3}, "batch_images_per_s": images_per_s}
+
+
+def write_perf(results: Path) -> dict[str, dict[str, Any]]:
+    """results/perf/{flagship,train_speed,inference}.json with known numbers, as the tests/perf scripts write them."""
+    machine = {"machine": "Test CPU, 2 cores", "torch": "2.x", "threads": 2}
+    perf = {
+        "flagship": {"kind": "flagship", **machine, "entry": "airnet-fast", "arch_kwargs": {"widths": [32, 128, 128]},
+                     "recipe": {"max_epochs": 2, "batch_size": 512, "precision": "bf16", "tta": "flip+translate"},
+                     "data": JPEG_DATA["description"], "device": "cpu",
+                     "runs": [{"seed": 0, "acc": 0.90, "wall_s": 400.0, "train_s": 380.0,
+                               "curve": [[1, 190.0, 0.80], [2, 380.0, 0.90]]},
+                              {"seed": 1, "acc": 0.92, "wall_s": 420.0, "train_s": 400.0,
+                               "curve": [[1, 200.0, 0.82], [2, 400.0, 0.92]]}]},
+        "train_speed": {"kind": "train_speed", **machine, "data": JPEG_DATA["description"],
+                        "speed": [{"entry": "tinyvgg-aug", "batch_size": 32, "images": 2048,
+                                   "reports_images_per_s": 40.0, "fast_images_per_s": 120.0}],
+                        "accuracy": [{"entry": "tinyvgg-aug", "images": 5000, "epochs": 3, "seed": s,
+                                      "reports_acc": r, "fast_acc": f}
+                                     for s, r, f in ((0, 0.40, 0.41), (1, 0.42, 0.42))]},
+        "inference": {"kind": "inference", **machine, "onnxruntime": "1.x", "budget": "quick", "spinning": "off",
+                      "rows": [{"architecture": a, "input": 32, "params": 500_000, "flops": 4.6e8,
+                                "onnx_bytes": 2_000_000, "batch": 256, "torch": _timing(t, ti),
+                                "onnxruntime": _timing(o, oi), "speedup_batch1": t / o, "speedup_batch": oi / ti,
+                                "cpu_load": [0.5, 0.7]}
+                               for a, t, o, ti, oi in (("tinyvgg", 4.0, 2.0, 160.0, 400.0),
+                                                       ("vit", 5.0, 4.0, 400.0, 440.0),
+                                                       ("cnn3", 0.4, 0.1, 19000.0, 29000.0))]},
+    }
+    for kind, data in perf.items():
+        (results / "perf").mkdir(parents=True, exist_ok=True)
+        (results / "perf" / f"{kind}.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return perf

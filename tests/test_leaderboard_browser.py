@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from record_factory import DEMO, demo_results, make_record, write_record
+from record_factory import DEMO, demo_results, make_record, write_perf, write_record
 
 from leaderboard.build import build_site
 
@@ -69,6 +69,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_record(base / "results" / "sweeps", make_record(
             "tinyvgg-norm", accuracy=acc, run_id=f"tinyvgg-norm--quick--s0--{trial:08x}",
             sweep={"study": "tinyvgg-lr", "trial": trial, "params": {"lr": lr}}))
+    write_perf(base / "results")
     return build_site(base / "results", base / "site").out
 
 
@@ -190,6 +191,20 @@ def test_sweep_link_opens_the_study_page(browser, site):
     trials = browser.execute_script(
         "return Array.from(document.querySelectorAll('#trials-table tbody tr')).map(r => r.cells[0].dataset.sort);")
     assert [float(t) for t in trials] == [0.0, 1.0, 2.0]
+    assert browser.execute_script("return document.images.length") == 1 and _broken_images(browser) == []
+    assert _console_errors(browser) == []
+
+
+def test_performance_link_opens_the_measurements(browser, site):
+    _open(browser, site.joinpath("index.html").as_uri())
+    browser.find_element("id", "perf-link").click()
+    assert browser.find_element("tag name", "h1").text == "Performance"
+    assert browser.find_element("id", "flagship-acc").text == "91.00 %"
+    rows = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#inference-table tbody tr')).map(r => r.cells[0].textContent);")
+    assert rows == ["tinyvgg", "vit", "cnn3"]
+    ratio = browser.find_element("css selector", "#train-speed-table tbody tr td:last-child").text
+    assert ratio == "3.00×"
     assert browser.execute_script("return document.images.length") == 1 and _broken_images(browser) == []
     assert _console_errors(browser) == []
 

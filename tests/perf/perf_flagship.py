@@ -19,7 +19,7 @@ import statistics
 import time
 
 import torch
-from perfkit import cpu_name
+from perfkit import cpu_name, write_json
 
 import zoo
 from benchmark.augment import get_policy
@@ -121,10 +121,10 @@ def main() -> None:
             acc = statistics.mean(r["curve"][i][2] for r in runs)
             print(f"  {runs[0]['curve'][i][0]:2d}  {sec:7.1f}  {acc:.4f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"entry": entry.name, "arch_kwargs": arch, "recipe": recipe.to_dict(), "data": data.description,
-                       "machine": f"{cpu_name()}, {os.cpu_count()} cpus", "torch": torch.__version__,
-                       "threads": torch.get_num_threads(), "runs": runs}, f, indent=1)
+        write_json(args.json, {"kind": "flagship", "entry": entry.name, "arch_kwargs": arch,
+                               "recipe": recipe.to_dict(), "data": data.description,
+                               "machine": f"{cpu_name()}, {os.cpu_count()} cores", "torch": torch.__version__,
+                               "threads": torch.get_num_threads(), "device": args.device, "runs": runs})
 
 
 if __name__ == "__main__":

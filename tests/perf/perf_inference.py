@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import onnxruntime
 import torch
+from perfkit import cpu_name, write_json
 
 import zoo
 from benchmark.modelstats import count_params, flops_per_image
@@ -42,9 +42,7 @@ def entry_input_size(architecture: str) -> int:
 
 
 def machine_line(threads: int, budget: str) -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    return (f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
+    return (f"{cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
             f"{threads} threads; budget {budget}; ORT spinning '{SPINNING}'")
 
 
@@ -52,12 +50,12 @@ def load() -> str:
     return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def table(architectures: list[str], threads: int, budget: TimingBudget, entry_size: bool) -> None:
+def table(architectures: list[str], threads: int, budget: TimingBudget, entry_size: bool) -> list[dict]:
     batch = budget.batch_size
     print("| architecture | input | params | MFLOPs | ONNX MB | torch b1 p50 ms | ORT b1 p50 ms | b1 speed-up "
           f"| torch b{batch} img/s | ORT b{batch} img/s | b{batch} speed-up | load |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    ratios_1, ratios_b = [], []
+    ratios_1, ratios_b, rows = [], [], []
     for name in architectures:
         size = entry_input_size(name) if entry_size else 32
         model = zoo.create(name).eval()
@@ -77,9 +75,14 @@ def table(architectures: list[str], threads: int, budget: TimingBudget, entry_si
                       f"x{t['speedup_batch']:.2f}"]
         cells.append(f"{max(t['cpu_load']):.1f}")  # 1-min load average: above the core count, distrust the row
         print("| " + " | ".join(cells) + " |", flush=True)
+        rows.append({"architecture": name, "input": size, "params": count_params(model),
+                     "flops": flops_per_image(model, size), "onnx_bytes": exported.bytes if exported.ok else None,
+                     "batch": batch, "torch": pt, "onnxruntime": ort, "speedup_batch1": t.get("speedup_batch1"),
+                     "speedup_batch": t.get("speedup_batch"), "cpu_load": t["cpu_load"]})
     if ratios_1:
         print(f"\nmedian speed-up of ONNX Runtime over PyTorch: x{statistics.median(ratios_1):.2f} at batch 1 (p50), "
               f"x{statistics.median(ratios_b):.2f} at batch {batch} (throughput), over {len(ratios_1)} architectures")
+    return rows
 
 
 def spinning(architectures: list[str], threads: int, rounds: int = 3) -> None:
@@ -109,6 +112,8 @@ def main() -> None:
     parser.add_argument("--entry-size", action="store_true", help="time at each architecture's entry input size")
     parser.add_argument("--only", default="*", help="comma-separated globs of architecture names")
     parser.add_argument("--spinning", action="store_true", help="compare ORT spinning modes instead")
+    parser.add_argument("--json", default=None, help="also write the table to this JSON file (e.g. "
+                        "results/perf/inference.json, which the leaderboard site shows)")
     args = parser.parse_args()
     patterns = args.only.split(",")
     names = [a for a in zoo.list_architectures() if any(fnmatch.fnmatch(a, p) for p in patterns)]
@@ -117,9 +122,15 @@ def main() -> None:
     start = time.perf_counter()
     if args.spinning:
         spinning(names, args.threads)
-    else:
-        table(names, args.threads, BUDGETS[args.budget], args.entry_size)
+        print(f"\nafter: {load()}; {time.perf_counter() - start:.0f} s")
+        return
+    rows = table(names, args.threads, BUDGETS[args.budget], args.entry_size)
     print(f"\nafter: {load()}; {time.perf_counter() - start:.0f} s")
+    if args.json:
+        write_json(args.json, {"kind": "inference", "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+                               "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+                               "threads": args.threads, "budget": args.budget, "spinning": SPINNING,
+                               "seconds": time.perf_counter() - start, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -22,13 +22,12 @@ in the pipeline: PIL + fp32 + NCHW + Adam vs device tensors + bf16 + channels_la
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
 
 import torch
-from perfkit import PilDataset, cpu_name
+from perfkit import PilDataset, cpu_name, write_json
 from torch import nn
 
 import zoo
@@ -168,7 +167,8 @@ def main() -> None:
     print(f"data: {data.description}")
     print(f"machine: {cpu_name()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}\n")
-    result = {"data": data.description, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    result = {"kind": "train_speed", "data": data.description, "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+              "torch": torch.__version__, "threads": torch.get_num_threads(),
               "load_before": os.getloadavg()[0]}
     if not args.skip_speed:
         result["speed"] = speed(data, mean, std, args.models)
@@ -177,8 +177,7 @@ def main() -> None:
                                             args.acc_seeds)
     result["load_after"] = os.getloadavg()[0]
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        write_json(args.json, result)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
 

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import platform
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,3 +37,12 @@ class PilDataset(torch.utils.data.Dataset):
         from PIL import Image
 
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write `data` as JSON atomically (the leaderboard reads results/perf/*.json), creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,127 @@
+"""The Performance page: built from results/perf/*.json when present, left out (with its link) when not."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from record_factory import demo_results, write_perf
+
+from leaderboard.build import StrictBuildError, build_site
+
+
+class _Cells(HTMLParser):
+    """Text of every table cell, per table id, and every link target."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.links: list[str] = []
+        self.images: list[str] = []
+        self.ids: dict[str, str] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+        self._id: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table":
+            self._table = a.get("id") or "?"
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table:
+            self._cell = []
+        elif tag == "a":
+            self.links.append(a.get("href") or "")
+        elif tag == "img":
+            self.images.append(a.get("src") or "")
+        if a.get("id") and tag == "div":
+            self._id = a["id"]
+            self.ids[self._id] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._id is not None:
+            self.ids[self._id] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._table:
+            self.tables[self._table][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+        elif tag == "div":
+            self._id = None
+
+
+def _parse(page: Path) -> _Cells:
+    parser = _Cells()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("perf")
+    demo_results(base / "results")
+    write_perf(base / "results")
+    return build_site(base / "results", base / "site").out
+
+
+def test_index_links_to_the_performance_page(site):
+    assert "performance.html" in _parse(site / "index.html").links
+
+
+def test_flagship_mean_over_seeds_and_figure(site):
+    page = _parse(site / "performance.html")
+    assert page.ids["flagship-acc"].strip() == "91.00 %"  # mean of 0.90 and 0.92
+    assert page.ids["flagship-wall"].strip() == "6.8 min"  # mean of 400 s and 420 s
+    assert page.tables["flagship-runs"][1:] == [["0", "90.00", "6.7 min", "6.3 min"],
+                                                ["1", "92.00", "7.0 min", "6.7 min"]]
+    assert page.tables["flagship-curve"][1:] == [["1", "195.0", "81.00"], ["2", "390.0", "91.00"]]
+    assert page.images == ["assets/perf/flagship.png"] and (site / "assets/perf/flagship.png").stat().st_size > 1000
+
+
+def test_train_speed_ratio_and_accuracy_difference(site):
+    page = _parse(site / "performance.html")
+    assert page.tables["train-speed-table"][1:] == [["tinyvgg-aug", "32", "2048", "40.0", "120.0", "3.00×"]]
+    row = page.tables["train-accuracy-table"][1]
+    assert row[:6] == ["tinyvgg-aug", "2", "5000", "3", "41.00", "41.50"]
+    assert row[6].startswith("+0.50")  # mean of +1 and 0 points
+
+
+def test_inference_rows_and_median_speedups(site):
+    page = _parse(site / "performance.html")
+    rows = page.tables["inference-table"][1:]
+    assert [r[0] for r in rows] == ["tinyvgg", "vit", "cnn3"]
+    assert [r[6] for r in rows] == ["2.00×", "1.25×", "4.00×"]
+    assert [r[9] for r in rows] == ["2.50×", "1.10×", "1.53×"]
+    text = (site / "performance.html").read_text(encoding="utf-8")
+    assert "<strong>2.00×</strong> at batch 1" in text and "<strong>1.53×</strong> in batch" in text  # medians
+
+
+def test_without_perf_files_there_is_no_page_and_no_link(tmp_path):
+    demo_results(tmp_path / "results")
+    out = build_site(tmp_path / "results", tmp_path / "site").out
+    assert not (out / "performance.html").exists()
+    assert "performance.html" not in _parse(out / "index.html").links
+
+
+def test_a_broken_perf_file_is_left_out_with_a_warning_and_fails_strict(tmp_path):
+    demo_results(tmp_path / "results")
+    write_perf(tmp_path / "results")
+    (tmp_path / "results" / "perf" / "inference.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "results" / "perf" / "train_speed.json").write_text('{"kind": "flagship"}', encoding="utf-8")
+    warnings: list[str] = []
+    report = build_site(tmp_path / "results", tmp_path / "site", warn=warnings.append)
+    assert any("perf/inference.json is not readable JSON" in w for w in warnings)
+    assert any("perf/train_speed.json is not a train_speed measurement" in w for w in warnings)
+    page = _parse(report.out / "performance.html")
+    assert "flagship-runs" in page.tables and "inference-table" not in page.tables
+    assert "train-speed-table" not in page.tables
+    with pytest.raises(StrictBuildError):
+        build_site(tmp_path / "results", tmp_path / "site2", strict=True)
+    assert not (tmp_path / "site2").exists()
