@@ -125,13 +125,13 @@ def test_airnet_fit_learns_synthetic_data() -> None:
 
     data = synthetic_dataset(n_train=768, n_test=256)
     mean, std = [0.4] * 3, [0.3] * 3
+    recipe = zoo.get_entry("airnet-fast").recipe.replace(max_epochs=3, batch_size=128)
     train = DeviceLoader(data.x_train, data.y_train, batch_size=128, mean=mean, std=std, shuffle=True,
-                         policy=get_policy("fliptranslate"))
+                         policy=get_policy(recipe.augment))  # the entry's own: alternating flip + translate
     test = DeviceLoader(data.x_test, data.y_test, batch_size=256, mean=mean, std=std)
     torch.manual_seed(0)
     model = zoo.create("airnet", widths=(16, 32, 32))
-    model.data_init(next(iter(train.epoch(0)))[0])
-    recipe = zoo.get_entry("airnet-fast").recipe.replace(max_epochs=3, batch_size=128)
+    model.data_init(train.plain(500))
     assert recipe.val_fraction == 0.0  # the flagship trains on the whole train split: no validation loader
     result = fit(model, recipe, train, None)
     assert result.best_epoch == 3 and all("val_acc" not in row for row in result.history)

@@ -87,7 +87,7 @@ def test_flagship_mean_over_seeds_and_figure(site):
 
 def test_train_speed_ratio_and_accuracy_difference(site):
     page = _parse(site / "performance.html")
-    assert page.tables["train-speed-table"][1:] == [["tinyvgg-aug", "32", "2048", "40.0", "120.0", "3.00×"]]
+    assert page.tables["train-speed-table"][1:] == [["tinyvgg-aug", "32", "2048", "40.0", "120.0", "3.00×", "2"]]
     row = page.tables["train-accuracy-table"][1]
     assert row[:6] == ["tinyvgg-aug", "2", "5000", "3", "41.00", "41.50"]
     assert row[6].startswith("+0.50")  # mean of +1 and 0 points

@@ -18,7 +18,7 @@ from zoo.recipe import NORMALIZATIONS, OPTIMIZERS, SCHEDULERS
 ARCHITECTURES = zoo.list_architectures()
 # the entries of the five reports (entries promoted from sweeps, report "cifarzoo", may exist beside them)
 ENTRIES = [n for n in zoo.list_models() if zoo.get_entry(n).report != "cifarzoo"]
-POLICIES = {"norm", "aug", "basic", "basic+erase", "report002", "fliptranslate"}
+POLICIES = {"norm", "aug", "basic", "basic+erase", "report002", "fliptranslate", "altfliptranslate"}
 FAMILIES = {"cnn", "resnet", "rnn", "transformer", "mlp-mixer", "mlp", "pretrained"}
 
 

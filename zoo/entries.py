@@ -173,15 +173,15 @@ for suffix, act, p, number, total in M004:
 # 512; decay per step lr * weight_decay = 1e-3; BatchNorm biases at 64x the learning rate (param_groups).
 from zoo.models import airbench  # noqa: E402, F401  (registers the flagship architecture `airnet`)
 
-AIRNET_WIDTHS = (64, 128, 128)
+AIRNET_WIDTHS = (32, 128, 128)
 add("airnet-fast", "airnet",
-    Recipe(optimizer="sgd", lr=0.75, momentum=0.85, weight_decay=1e-3 / 0.75, batch_size=512, max_epochs=8,
-           scheduler="onecycle", warmup_epochs=1.8, label_smoothing=0.2, augment="fliptranslate",
+    Recipe(optimizer="sgd", lr=0.75, momentum=0.85, weight_decay=1e-3 / 0.75, batch_size=512, max_epochs=10,
+           scheduler="onecycle", warmup_epochs=2.3, label_smoothing=0.2, augment="altfliptranslate",
            normalize="dataset", tta="flip+translate", val_fraction=0.0),
-    "cifarzoo", f"AirNet {'/'.join(map(str, AIRNET_WIDTHS))}, 8 epochs, flip+translate TTA", "cnn", "aug",
+    "cifarzoo", f"AirNet {'/'.join(map(str, AIRNET_WIDTHS))}, 10 epochs, flip+translate TTA", "cnn", "aug",
     Reported(where="cifarzoo target: >= 90.7% on the JPEG copy in <= 8 min on a 2-core CPU",
              note="issue 8's target for this entry, not a measured number"),
-    569_656,
+    498_104,
     arch_kwargs={"widths": AIRNET_WIDTHS},
     description="Whitening-initialised 2x2 first conv (frozen), three conv-pool-BN-GELU groups, Dirac init, "
-                "label smoothing 0.2, flip + 2-px translate, flip+translate test-time augmentation.")
+                "label smoothing 0.2, alternating flip + 2-px translate, flip+translate test-time augmentation.")

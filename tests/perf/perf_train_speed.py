@@ -22,6 +22,7 @@ in the pipeline: PIL + fp32 + NCHW + Adam vs device tensors + bf16 + channels_la
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -155,7 +156,8 @@ def main() -> None:
     parser.add_argument("--acc-images", type=int, default=None,
                         help="training images of the accuracy check (default: 5000; ResNet-12 640)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--json", default=None, help="also write the measurements to this JSON file")
+    parser.add_argument("--json", default=None, help="also write the measurements to this JSON file; rows of an "
+                        "existing one that this run does not measure again (other models or seeds) are kept")
     parser.add_argument("--acc-epochs", type=int, default=3)
     parser.add_argument("--acc-seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
@@ -168,17 +170,28 @@ def main() -> None:
     print(f"machine: {cpu_name()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}\n")
     result = {"kind": "train_speed", "data": data.description, "machine": f"{cpu_name()}, {os.cpu_count()} cores",
-              "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "load_before": os.getloadavg()[0]}
+              "torch": torch.__version__, "speed": [], "accuracy": []}
+    if args.json and os.path.exists(args.json):
+        with open(args.json) as f:
+            result = {**json.load(f), **{k: v for k, v in result.items() if k not in ("speed", "accuracy")}}
+    measured = {"threads": torch.get_num_threads()}
     if not args.skip_speed:
-        result["speed"] = speed(data, mean, std, args.models)
+        rows = [{**r, **measured, "load": os.getloadavg()[0]} for r in speed(data, mean, std, args.models)]
+        result["speed"] = merge(result.get("speed", []), rows, ("entry",))
     if not args.skip_accuracy:
-        result["accuracy"] = accuracy_check(data, mean, std, args.models, args.acc_images, args.acc_epochs,
-                                            args.acc_seeds)
-    result["load_after"] = os.getloadavg()[0]
+        rows = accuracy_check(data, mean, std, args.models, args.acc_images, args.acc_epochs, args.acc_seeds)
+        result["accuracy"] = merge(result.get("accuracy", []), rows, ("entry", "seed"))
     if args.json:
         write_json(args.json, result)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+
+
+def merge(old: list[dict], new: list[dict], key: tuple[str, ...]) -> list[dict]:
+    """`old` rows with those `new` measures again replaced, in MODELS order (then seed)."""
+    rows = {tuple(r[k] for k in key): r for r in old} | {tuple(r[k] for k in key): r for r in new}
+    order = [m for m, _, _ in MODELS]
+    return sorted(rows.values(), key=lambda r: (order.index(r["entry"]) if r["entry"] in order else len(order),
+                                                r.get("seed", 0)))
 
 
 if __name__ == "__main__":
