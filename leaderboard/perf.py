@@ -31,8 +31,9 @@ def load_perf(results: Path, warn: Callable[[str], None]) -> dict[str, dict[str,
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             warn(f"perf/{kind}.json is not readable JSON ({err}); the Performance page leaves it out.")
             continue
-        if not isinstance(data, dict) or data.get("kind") != kind:
-            warn(f"perf/{kind}.json is not a {kind} measurement (its 'kind' is {data.get('kind')!r}); left out.")
+        found_kind = data.get("kind") if isinstance(data, dict) else None  # a list or number has no kind
+        if found_kind != kind:
+            warn(f"perf/{kind}.json is not a {kind} measurement (its 'kind' is {found_kind!r}); left out.")
             continue
         found[kind] = data
     return found

@@ -125,3 +125,13 @@ def test_a_broken_perf_file_is_left_out_with_a_warning_and_fails_strict(tmp_path
     with pytest.raises(StrictBuildError):
         build_site(tmp_path / "results", tmp_path / "site2", strict=True)
     assert not (tmp_path / "site2").exists()
+
+
+def test_a_perf_file_that_is_not_an_object_is_left_out(tmp_path):
+    demo_results(tmp_path / "results")
+    write_perf(tmp_path / "results")
+    (tmp_path / "results" / "perf" / "flagship.json").write_text("[1, 2]", encoding="utf-8")
+    warnings: list[str] = []
+    report = build_site(tmp_path / "results", tmp_path / "site", warn=warnings.append)
+    assert any("perf/flagship.json is not a flagship measurement" in w for w in warnings)
+    assert "flagship-runs" not in _parse(report.out / "performance.html").tables
