@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.optim import Muon
 from zoo.recipe import EarlyStopping, Recipe
 
 
@@ -50,10 +51,16 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> tuple[torch.optim.Optim
     """The recipe's optimizer, fused where this torch supports it, else foreach (no per-tensor loop).
 
     A model may define `param_groups(recipe) -> list[dict]` (e.g. a larger learning rate for BatchNorm
-    biases); groups carry their own "lr"/"weight_decay", which the schedule then scales alike.
+    biases); groups carry their own "lr"/"weight_decay", which the schedule then scales alike. "muon"
+    (benchmark.optim) needs such groups, with the filters to orthogonalise marked `orthogonal=True`.
     """
     params: Any = (model.param_groups(recipe) if hasattr(model, "param_groups")
                    else [p for p in model.parameters() if p.requires_grad])
+    if recipe.optimizer == "muon":
+        if not any(isinstance(g, dict) and g.get("orthogonal") for g in params):
+            raise ValueError(f"optimizer 'muon' needs a model whose param_groups(recipe) marks the filters to "
+                             f"orthogonalise (orthogonal=True); {type(model).__name__} marks none")
+        return Muon(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay), False
     kinds = {
         "adam": (torch.optim.Adam, {}),
         "adamw": (torch.optim.AdamW, {}),

@@ -169,3 +169,19 @@ def test_lookahead_changes_training_and_resumes_exactly(tmp_path) -> None:
     resumed = run(recipe, checkpoint=ckpt)
     for name, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
+def test_airnet_progressive_resizing_shrinks_only_early_training_batches() -> None:
+    model = zoo.create("airnet", widths=(8, 16, 16), small_size=16, small_epochs=2)
+    model.data_init(_images(32))
+    seen: list[int] = []
+    model.groups.register_forward_pre_hook(lambda _m, args: seen.append(args[0].size(-1)))
+    x = _images(8)
+    for epoch in (1, 2, 3):
+        model.start_epoch(epoch)
+        model.train()
+        model(x)
+        model.eval()
+        model(x)
+    # 2x2 whitening without padding: 16 px -> 15, 32 px -> 31; evaluation always at full size
+    assert seen == [15, 31, 15, 31, 31, 31]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 SCHEDULERS = ("none", "exponential", "cosine", "onecycle")
 NORMALIZATIONS = ("dataset", "imagenet", "half", "none")
 
@@ -28,7 +28,7 @@ class EarlyStopping:
 class Recipe:
     """A training recipe. Defaults are a plain Adam run; entries override what their report states."""
 
-    optimizer: str = "adam"  # "adam", "adamw" or "sgd" (SGD always with Nesterov momentum)
+    optimizer: str = "adam"  # "adam", "adamw", "sgd" (always Nesterov) or "muon" (orthogonalised filters + SGD)
     lr: float = 1e-3  # peak learning rate, per step
     momentum: float = 0.9  # SGD momentum (ignored by Adam/AdamW, whose betas stay at defaults)
     weight_decay: float = 0.0  # L2 (Adam, SGD) or decoupled (AdamW) decay, per step

@@ -52,7 +52,10 @@ class PatchWhitening(nn.Conv2d):
         self.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # bias added outside the conv: with the filters frozen, autograd then skips the conv's backward
+        if not self.bias.requires_grad:  # frozen too: one fused conv, no backward at all
+            return nn.functional.conv2d(x, self.weight, self.bias)
+        # bias added outside the conv, so that autograd skips the conv's backward; in fp32, where small bias
+        # steps still show next to the whitened activations (a bf16 add here cost accuracy in our tests)
         return nn.functional.conv2d(x, self.weight) + self.bias.view(1, -1, 1, 1)
 
 
@@ -88,7 +91,8 @@ class AirNet(nn.Module):
 
     def __init__(self, widths: tuple[int, int, int] = (64, 256, 256), whiten_kernel: int = 2,
                  num_classes: int = 10, bn_momentum: float = 0.4, head_scale: float = 1 / 9,
-                 bias_lr_scale: float = 64.0, whiten_bias_epochs: int = 2) -> None:
+                 bias_lr_scale: float = 64.0, whiten_bias_epochs: int = 2, filter_lr: float = 0.24,
+                 filter_momentum: float = 0.6, small_size: int = 0, small_epochs: int = 0) -> None:
         super().__init__()
         self.whiten = PatchWhitening(whiten_kernel)
         self.act = nn.GELU()
@@ -98,6 +102,9 @@ class AirNet(nn.Module):
         self.head_scale = head_scale
         self.bias_lr_scale = bias_lr_scale
         self.whiten_bias_epochs = whiten_bias_epochs
+        self.filter_lr, self.filter_momentum = filter_lr, filter_momentum
+        self.small_size, self.small_epochs = small_size, small_epochs
+        self._train_size = 0  # side to which training batches are resized this epoch; 0: as they come
 
     def data_init(self, images: torch.Tensor) -> None:
         """Whitening filters from a batch of normalised training images (called once, before training)."""
@@ -107,18 +114,31 @@ class AirNet(nn.Module):
         """Called by the engine before epoch `epoch` (1-based): the whitening bias trains for the first few
         epochs only; frozen, the 31x31 stem needs no backward pass (~8% of a step)."""
         self.whiten.bias.requires_grad_(epoch <= self.whiten_bias_epochs)
+        # progressive resizing: the first `small_epochs` see downscaled images, at (small/full)^2 of the cost
+        self._train_size = self.small_size if epoch <= self.small_epochs else 0
 
     def param_groups(self, recipe: Any) -> list[dict[str, Any]]:
-        """Optimizer groups: BatchNorm biases learn `bias_lr_scale` times faster, with the weights' decay per step."""
+        """Optimizer groups: BatchNorm biases learn `bias_lr_scale` times faster, with the weights' decay per step.
+
+        With the "muon" optimizer the 3x3 filters form a third group, orthogonalised at their own relative
+        step `filter_lr` and momentum `filter_momentum` (benchmark.optim.Muon); the rest stays SGD.
+        """
         bn = {id(m.bias) for m in self.modules() if isinstance(m, nn.BatchNorm2d)}
         trained = [p for p in self.parameters() if p.requires_grad]
+        filters = [p for p in trained if p.ndim == 4] if recipe.optimizer == "muon" else []
         biases = [p for p in trained if id(p) in bn]
-        others = [p for p in trained if id(p) not in bn]
+        others = [p for p in trained if id(p) not in bn | {id(f) for f in filters}]
         s = self.bias_lr_scale
-        return [{"params": others, "lr": recipe.lr, "weight_decay": recipe.weight_decay},
-                {"params": biases, "lr": recipe.lr * s, "weight_decay": recipe.weight_decay / s}]
+        groups = [{"params": others, "lr": recipe.lr, "weight_decay": recipe.weight_decay},
+                  {"params": biases, "lr": recipe.lr * s, "weight_decay": recipe.weight_decay / s}]
+        if filters:
+            groups.append({"params": filters, "lr": self.filter_lr, "momentum": self.filter_momentum,
+                           "weight_decay": 0.0, "orthogonal": True})
+        return groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and 0 < self._train_size < x.size(-1):
+            x = nn.functional.interpolate(x, size=self._train_size, mode="bilinear", antialias=True)
         x = self.groups(self.act(self.whiten(x)))
         return self.head(x.amax(dim=(2, 3))) * self.head_scale
 
@@ -126,7 +146,9 @@ class AirNet(nn.Module):
 @register_model()
 def airnet(widths: tuple[int, int, int] = (64, 256, 256), whiten_kernel: int = 2, num_classes: int = 10,
            bn_momentum: float = 0.4, head_scale: float = 1 / 9, bias_lr_scale: float = 64.0,
-           whiten_bias_epochs: int = 2) -> AirNet:
-    """AirNet at the given widths (airbench94's are 64/256/256)."""
+           whiten_bias_epochs: int = 2, filter_lr: float = 0.24, filter_momentum: float = 0.6,
+           small_size: int = 0, small_epochs: int = 0) -> AirNet:
+    """AirNet at the given widths (airbench94's are 64/256/256); filter_* apply with the "muon" optimizer;
+    small_size > 0 trains the first small_epochs on images downscaled to that side."""
     return AirNet(tuple(widths), whiten_kernel, num_classes, bn_momentum, head_scale, bias_lr_scale,
-                  whiten_bias_epochs)
+                  whiten_bias_epochs, filter_lr, filter_momentum, small_size, small_epochs)

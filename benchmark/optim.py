@@ -1,0 +1,72 @@
+"""Muon: orthogonalised momentum for convolution filters, SGD-Nesterov for everything else.
+
+Muon (Jordan et al. 2024, https://kellerjordan.github.io/posts/muon/) replaces a filter bank's update
+by the nearest semi-orthogonal matrix (all singular values ~1), found with a few Newton-Schulz
+iterations, so every direction of the filter space moves at the same rate instead of the few that
+dominate the gradient. It is how airbench94_muon reaches 94% in 8 epochs instead of ~10.
+
+In this module one optimizer holds both kinds of parameter group, so one learning-rate schedule and
+one checkpointed state cover the whole model: groups with `orthogonal=True` (conv filters followed by
+BatchNorm, hence scale-invariant) get the orthogonalised step, with the filters renormalised to a fixed
+norm before it (their scale means nothing, so the learning rate is a relative step size and no weight
+decay is needed); the other groups (biases, the head) get plain SGD with Nesterov momentum and L2
+decay, exactly as `torch.optim.SGD(nesterov=True)` computes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+# the quintic iteration's coefficients (Jordan 2024): chosen to push singular values in (0, 1] towards
+# ~1 as fast as possible in five steps, accepting that they land anywhere in ~[0.7, 1.2]
+_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalize(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+    """Approximately U V^T for matrix = U S V^T (rows x cols), by `steps` Newton-Schulz iterations."""
+    a, b, c = _NS_COEFFICIENTS
+    x = matrix.float() / (matrix.norm() + eps)  # singular values into (0, 1], where the iteration converges
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T  # iterate on the short side: the Gram matrix is then the small one
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Optimizer):
+    """Orthogonalised Nesterov momentum for groups marked `orthogonal=True`, SGD-Nesterov for the rest.
+
+    Group options: lr, momentum, weight_decay (L2, non-orthogonal groups only), orthogonal.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                                  "orthogonal": False})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if not group["orthogonal"] and group["weight_decay"]:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = grad.clone()
+                else:
+                    state["momentum_buffer"].mul_(momentum).add_(grad)
+                update = grad.add(state["momentum_buffer"], alpha=momentum)  # Nesterov
+                if group["orthogonal"]:
+                    # scale-invariant filters: hold their norm at sqrt(out_channels) (unit norm per filter on
+                    # average) so that lr is the relative size of every step
+                    p.mul_(len(p) ** 0.5 / p.norm().clamp_min(1e-12))
+                    update = orthogonalize(update.reshape(len(update), -1)).view_as(p).to(p.dtype)
+                p.add_(update, alpha=-lr)

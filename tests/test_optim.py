@@ -1,0 +1,104 @@
+"""benchmark.optim: Newton-Schulz orthogonalisation and the Muon optimizer (SGD-Nesterov for plain groups)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from benchmark.optim import Muon, orthogonalize
+from benchmark.train import build_optimizer
+from zoo.recipe import Recipe
+
+
+@pytest.mark.parametrize("shape", [(32, 216), (128, 1152), (300, 40)])
+def test_orthogonalize_flattens_the_spectrum(shape: tuple[int, int]) -> None:
+    g = torch.Generator().manual_seed(0)
+    # a badly conditioned matrix: singular values spread over three orders of magnitude
+    u, _ = torch.linalg.qr(torch.randn(shape[0], shape[0], generator=g))
+    v, _ = torch.linalg.qr(torch.randn(shape[1], shape[1], generator=g))
+    k = min(shape)
+    s = torch.logspace(0, -3, k)
+    m = u[:, :k] @ torch.diag(s) @ v[:, :k].T
+    out = orthogonalize(m)
+    assert out.shape == m.shape
+    sv = torch.linalg.svdvals(out)
+    # the quintic iteration lands singular values in roughly [0.7, 1.2] (not exactly 1) -- except the
+    # smallest, which five steps cannot lift all the way from 1e-3 of the largest
+    assert sv.max() < 1.25 and (sv[: k // 2] > 0.65).all()
+    # same singular vectors: the output is U f(S) V^T with f increasing
+    assert torch.sum(out * (u[:, :k] @ v[:, :k].T)) > 0.7 * k
+
+
+def test_muon_plain_groups_step_exactly_like_torch_sgd_nesterov() -> None:
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 3, requires_grad=True), torch.randn(7, requires_grad=True)
+    a2, b2 = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+    ours = Muon([{"params": [a]}, {"params": [b], "lr": 0.3}], lr=0.1, momentum=0.85, weight_decay=1e-2)
+    ref = torch.optim.SGD([{"params": [a2]}, {"params": [b2], "lr": 0.3}], lr=0.1, momentum=0.85,
+                          weight_decay=1e-2, nesterov=True)
+    for step in range(4):
+        for opt, (x, y) in ((ours, (a, b)), (ref, (a2, b2))):
+            opt.zero_grad()
+            ((x.sin() * (step + 1)).sum() + (y**2).sum()).backward()
+            opt.step()
+    torch.testing.assert_close(a, a2)
+    torch.testing.assert_close(b, b2)
+
+
+def test_muon_filters_keep_their_norm_and_take_orthogonal_steps() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(16, 8, 3, 3, requires_grad=True)
+    opt = Muon([{"params": [w], "orthogonal": True, "lr": 0.1, "momentum": 0.0}], lr=1.0)
+    w.grad = torch.randn_like(w) * torch.logspace(0, -2, 16).view(16, 1, 1, 1)  # badly scaled rows
+    before = w.detach().clone()
+    opt.step()
+    normalised = before * 16**0.5 / before.norm()
+    step = (normalised - w.detach()).reshape(16, -1) / 0.1
+    sv = torch.linalg.svdvals(step)
+    assert sv.min() > 0.6 and sv.max() < 1.25  # every direction moved, none dominated by the gradient scale
+    assert w.detach().norm() == pytest.approx(16**0.5, rel=0.1)
+
+
+def test_build_optimizer_muon_groups_for_airnet_and_refuses_unmarked_models() -> None:
+    model = zoo.create("airnet", widths=(16, 32, 32), filter_lr=0.2, filter_momentum=0.6)
+    recipe = Recipe(optimizer="muon", lr=0.5, momentum=0.85, weight_decay=1e-3)
+    optimizer, _ = build_optimizer(model, recipe)
+    assert isinstance(optimizer, Muon)
+    ortho = [g for g in optimizer.param_groups if g["orthogonal"]]
+    assert len(ortho) == 1 and ortho[0]["lr"] == 0.2 and ortho[0]["momentum"] == 0.6
+    filters = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.requires_grad}
+    assert {id(p) for p in ortho[0]["params"]} == filters and len(filters) == 6
+    every = [id(p) for g in optimizer.param_groups for p in g["params"]]
+    assert sorted(every) == sorted(id(p) for p in model.parameters() if p.requires_grad)  # each once
+    with pytest.raises(ValueError, match="marks none"):
+        build_optimizer(zoo.create("tinyvgg"), recipe)
+
+
+def test_fit_with_muon_learns_and_resumes_exactly(tmp_path) -> None:
+    from benchmark.data import synthetic_dataset
+    from benchmark.loader import DeviceLoader
+    from benchmark.train import fit, predict
+
+    data = synthetic_dataset(n_train=512, n_test=256)
+
+    def run(**kwargs):
+        train = DeviceLoader(data.x_train, data.y_train, batch_size=64, mean=[0.4] * 3, std=[0.3] * 3,
+                             shuffle=True, seed=1)
+        torch.manual_seed(0)
+        model = zoo.create("airnet", widths=(8, 16, 16))
+        model.data_init(train.plain(256))
+        return fit(model, recipe, train, None, **kwargs)
+
+    recipe = Recipe(optimizer="muon", lr=0.2, momentum=0.85, weight_decay=1e-3, batch_size=64, max_epochs=3,
+                    scheduler="onecycle", val_fraction=0.0, label_smoothing=0.2)
+    full = run(checkpoint=tmp_path / "full.ckpt")
+    test = DeviceLoader(data.x_test, data.y_test, batch_size=256, mean=[0.4] * 3, std=[0.3] * 3)
+    logits, labels = predict(full.model, test, torch.device("cpu"), "bf16")
+    assert (logits.argmax(1) == labels).float().mean() > 0.5  # chance is 0.1
+    ckpt = tmp_path / "killed.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        run(checkpoint=ckpt, stop_after_epoch=2)
+    resumed = run(checkpoint=ckpt)
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
