@@ -127,7 +127,8 @@ class AirNet(nn.Module):
         trained = [p for p in self.parameters() if p.requires_grad]
         filters = [p for p in trained if p.ndim == 4] if recipe.optimizer == "muon" else []
         biases = [p for p in trained if id(p) in bn]
-        others = [p for p in trained if id(p) not in bn | {id(f) for f in filters}]
+        special = bn | {id(f) for f in filters}  # built once, not per parameter
+        others = [p for p in trained if id(p) not in special]
         s = self.bias_lr_scale
         groups = [{"params": others, "lr": recipe.lr, "weight_decay": recipe.weight_decay},
                   {"params": biases, "lr": recipe.lr * s, "weight_decay": recipe.weight_decay / s}]
