@@ -1,0 +1,39 @@
+"""Profiles: what each budget does to a recipe (the recipe a record stores is the one that ran)."""
+
+from __future__ import annotations
+
+import pytest
+
+import zoo
+from benchmark.profiles import get_profile
+from benchmark.train import lr_factor
+from zoo.recipe import Recipe
+
+
+def test_full_profile_runs_the_recipe_unchanged():
+    recipe = zoo.get_entry("airnet-fast").recipe
+    assert get_profile("full").apply(recipe) == recipe
+
+
+def test_capped_epochs_shrink_the_warmup_with_the_schedule():
+    recipe = zoo.get_entry("airnet-fast").recipe  # 11 epochs, 2.5 of them warm-up
+    quick = get_profile("quick").apply(recipe)
+    assert quick.max_epochs == 2
+    assert quick.warmup_epochs == pytest.approx(2.5 * 2 / 11)
+    # the capped one-cycle schedule peaks and decays to zero within the 2 epochs it runs
+    steps = 10
+    factors = [lr_factor(quick, s, steps) for s in range(2 * steps)]
+    assert max(factors) == 1.0
+    assert factors[-1] == pytest.approx(1 / (2 * steps - int(quick.warmup_epochs * steps)))
+
+
+def test_smoke_caps_epochs_batch_and_input_size():
+    recipe = Recipe(max_epochs=50, min_epochs=10, batch_size=256, input_size=224, warmup_epochs=0.0)
+    smoke = get_profile("smoke").apply(recipe)
+    assert (smoke.max_epochs, smoke.min_epochs, smoke.batch_size, smoke.input_size) == (2, 2, 64, 64)
+    assert smoke.warmup_epochs == 0.0 and smoke.eval_every == 1
+
+
+def test_unknown_profile_is_one_clear_error():
+    with pytest.raises(Exception, match="profile"):
+        get_profile("fast")
