@@ -153,7 +153,7 @@ def test_entry_page_shows_provenance_data_command_and_timing(demo):
     html = (site / "entries" / "tinyvgg-norm--quick.html").read_text()
     assert re.search(r"<h1>tinyvgg-norm\b", html)
     assert "cifarzoo train tinyvgg-norm --profile quick --seed 2" in html
-    assert "JPEG q75 re-encoding of CIFAR-10 (lossy): numbers may sit slightly below published CIFAR-10" in html
+    assert "JPEG q75 re-encoding of CIFAR-10 (lossy): numbers sit below published CIFAR-10 figures" in html
     assert JPEG_DATA["fingerprint"] in html
     assert "75.82 %" in html  # the report's own number
     assert len(re.findall(r"<td><code>tinyvgg-norm--quick--s\d--[0-9a-f]{8}</code></td>", html)) == 3  # per seed
