@@ -34,11 +34,11 @@ class Profile:
         """The recipe this profile actually runs (stored in the record)."""
         changes: dict = {}
         if self.max_epochs is not None and recipe.max_epochs > self.max_epochs:
-            changes.update(max_epochs=self.max_epochs, eval_every=1)
-            changes["min_epochs"] = min(recipe.min_epochs, self.max_epochs)
             # the schedule shrinks with the budget: warm-up keeps its share of the epochs, so a capped
             # one-cycle recipe still decays (airnet-fast's 2.5 warm-up epochs would outlast a 2-epoch cap)
-            changes["warmup_epochs"] = recipe.warmup_epochs * self.max_epochs / recipe.max_epochs
+            changes.update(max_epochs=self.max_epochs, eval_every=1,
+                           min_epochs=min(recipe.min_epochs, self.max_epochs),
+                           warmup_epochs=recipe.warmup_epochs * self.max_epochs / recipe.max_epochs)
         if self.max_batch_size is not None and recipe.batch_size > self.max_batch_size:
             changes["batch_size"] = self.max_batch_size
         if self.max_input_size is not None and recipe.input_size > self.max_input_size:
