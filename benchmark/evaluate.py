@@ -1,20 +1,57 @@
-"""Evaluate a loaded zoo model (with its `.cifarzoo` metadata) on a dataset's test split."""
+"""Evaluation: logits of a model over a loader (with optional test-time augmentation), and a loaded zoo
+model scored on a dataset's test split.
+
+Published test numbers are computed in fp32 whatever precision the model trained in, so they are what a
+user gets from the same weights in fp32 PyTorch or from the ONNX export.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+from torch import nn
 
 from benchmark import metrics
 from benchmark.data import Dataset
+from benchmark.fastpath import autocast
 from zoo.errors import CifarzooError
+from zoo.recipe import TTA_MODES
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """Logits averaged over test-time views: the image, its mirror, and (flip+translate) the mirror
+    pair shifted one pixel each way with reflect padding, as the fast-training literature does."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    if tta == "none":
+        return model(x)
+    logits = 0.5 * (model(x) + model(x.flip(-1)))
+    if tta == "flip":
+        return logits
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., :-2, :-2], padded[..., 2:, 2:]
+    shifted = 0.25 * sum(model(v) for v in (up_left, up_left.flip(-1), down_right, down_right.flip(-1)))
+    return 0.5 * logits + 0.5 * shifted
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader: Any, device: torch.device | str, precision: str = "fp32",
+            tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (float32, CPU) and labels for every image of a non-shuffled loader."""
+    model.eval()
+    outs, labels = [], []
+    for x, y in loader.epoch(0):
+        with autocast(device, precision):
+            logits = tta_logits(model, x, tta)
+        outs.append(logits.float())
+        labels.append(y)
+    return torch.cat(outs).cpu(), torch.cat(labels).cpu()
 
 
 def evaluate_model(model: torch.nn.Module, data: Dataset, device: str = "cpu", batch_size: int = 500) -> dict[str, Any]:
     """The record's `test` section for `model` on the whole test split of `data`."""
     from benchmark.loader import DeviceLoader
-    from benchmark.train import predict
 
     card = model.cifarzoo
     if list(card.classes) != list(data.classes):
@@ -22,6 +59,6 @@ def evaluate_model(model: torch.nn.Module, data: Dataset, device: str = "cpu", b
                             f"but this data has {data.classes}.")
     loader = DeviceLoader(data.x_test, data.y_test, batch_size=batch_size, mean=card.mean, std=card.std,
                           device=device, input_size=card.input_size, channels_last=False)
-    logits, labels = predict(model.to(device), loader, torch.device(device), "fp32")
+    logits, labels = predict(model.to(device), loader, torch.device(device), "fp32", tta=card.tta)
     report = metrics.classification_report(logits, labels, len(data.classes))
     return {**report, "classes": data.classes, "n_test": len(labels)}

@@ -1,16 +1,19 @@
 """The training engine: `fit` trains on the train split and selects the epoch on the validation split.
 
-The test split never enters this module. Every epoch ends with a checkpoint (model, optimizer,
-schedule, EMA, early-stopping state, history and the RNG state), and batches and augmentation are a
-pure function of (seed, epoch), so a run killed mid-way and resumed ends bit-identical to one that
-was never interrupted.
+The test split never enters this module (test evaluation lives in `benchmark.evaluate`). `fit` is a short
+loop over three pieces, `train_epoch`, `validate` and `save_checkpoint`, around one `TrainState`: its
+`state_dict()` is exactly what a checkpoint holds (model, optimizer, schedule, EMA, lookahead, early-stopping
+state, history, the fast-path choice and the RNG state), in plain types and tensors only, so checkpoints
+load with `weights_only=True` and a crafted one cannot run code. Batches and augmentation are a pure function
+of (seed, epoch), so a run killed mid-way and resumed ends bit-identical to one that was never interrupted.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
-import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,8 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.fastpath import FastPath, autocast, choose
 from benchmark.optim import Muon
 from zoo.recipe import EarlyStopping, Recipe
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -129,45 +135,6 @@ class EarlyStopper:
         self.best, self.bad_evals = state["best"], state["bad_evals"]
 
 
-def autocast(device: torch.device, precision: str) -> Any:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
-    """Logits averaged over test-time views: the image, its mirror, and (flip+translate) the mirror
-    pair shifted one pixel each way with reflect padding, as the fast-training literature does."""
-    if tta == "none":
-        return model(x)
-    logits = 0.5 * (model(x) + model(x.flip(-1)))
-    if tta == "flip":
-        return logits
-    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
-    up_left, down_right = padded[..., :-2, :-2], padded[..., 2:, 2:]
-    shifted = 0.25 * sum(model(v) for v in (up_left, up_left.flip(-1), down_right, down_right.flip(-1)))
-    return 0.5 * logits + 0.5 * shifted
-
-
-@torch.inference_mode()
-def predict(model: nn.Module, loader: Any, device: torch.device, precision: str = "fp32",
-            tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (float32, CPU) and labels for every image of a non-shuffled loader."""
-    model.eval()
-    outs, labels = [], []
-    for x, y in loader.epoch(0):
-        with autocast(device, precision):
-            logits = tta_logits(model, x, tta)
-        outs.append(logits.float())
-        labels.append(y)
-    return torch.cat(outs).cpu(), torch.cat(labels).cpu()
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 class _Ema:
     """Exponential moving average of parameters (buffers copied), updated with foreach ops."""
 
@@ -226,6 +193,98 @@ class _Lookahead:
         self.slow = slow
 
 
+# ----------------------------------------------------------------------------- state and checkpoints
+
+
+class TrainState:
+    """Everything `fit` carries from epoch to epoch. `state_dict()` is what a checkpoint holds; its keys are
+    written here once, for saving and loading alike."""
+
+    def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int, fast: FastPath):
+        self.model, self.fast = model, fast
+        self.optimizer, self.fused = build_optimizer(model, recipe)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(recipe, s, steps_per_epoch))
+        self.stopper = EarlyStopper(recipe.early_stopping, recipe.min_epochs)
+        self.ema = _Ema(model, recipe.ema_decay) if recipe.ema_decay else None
+        self.lookahead = _Lookahead(recipe.max_epochs, steps_per_epoch) if recipe.lookahead else None
+        self.epoch, self.best_epoch, self.stop_reason = 0, 0, ""
+        self.history: list[dict[str, Any]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated and kept: the EMA copy when the recipe averages."""
+        return self.ema.model if self.ema is not None else self.model
+
+    def _parts(self) -> dict[str, Any]:  # objects with their own state_dict / load_state_dict
+        return {"model": self.model, "optimizer": self.optimizer, "schedule": self.schedule,
+                "stopper": self.stopper, "ema": self.ema.model if self.ema else None, "lookahead": self.lookahead}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**{k: (v.state_dict() if v is not None else None) for k, v in self._parts().items()},
+                "epoch": self.epoch, "history": self.history, "best_state": self.best_state,
+                "best_epoch": self.best_epoch, "stop_reason": self.stop_reason,
+                "fast_path": {"precision": self.fast.precision, "channels_last": self.fast.channels_last},
+                "rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, part in self._parts().items():
+            if part is not None:
+                part.load_state_dict(state[key])
+        self.epoch, self.history, self.best_state = state["epoch"], state["history"], state["best_state"]
+        self.best_epoch, self.stop_reason = state["best_epoch"], state["stop_reason"]
+        torch.set_rng_state(state["rng"])
+
+
+def save_checkpoint(state: TrainState, path: Path) -> None:
+    """Write the state atomically (temporary file removed on any failure)."""
+    from zoo.files import write_atomic
+
+    write_atomic(path, lambda f: torch.save(state.state_dict(), f), fsync=False)
+
+
+def read_checkpoint(path: Path | None, device: torch.device) -> dict[str, Any] | None:
+    """A checkpoint's state, loaded with weights_only=True; None if there is none. One that cannot be loaded
+    (corrupt, from another version, or holding objects other than tensors and plain data) is reported and
+    removed, so the run starts over instead of executing it."""
+    if path is None or not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not {"epoch", "model", "fast_path", "rng"} <= state.keys():
+            raise ValueError("it is not a cifarzoo training checkpoint")
+        return state
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError, AttributeError) as err:
+        log.warning("checkpoint %s cannot be loaded safely (%s); it was discarded and the run starts over",
+                    path, str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def peek_checkpoint(path: Path | None) -> dict[str, Any] | None:
+    """The fast-path choice stored in a checkpoint (memory-mapped: the weights are not read), or None."""
+    if path is None or not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return {"fast_path": state["fast_path"]} if isinstance(state, dict) and "fast_path" in state else None
+    except Exception:  # read_checkpoint reports and discards a bad checkpoint when fit opens it
+        return None
+
+
+def resolve_fast_path(recipe: Recipe, device: torch.device | str, saved: dict[str, Any] | None = None) -> FastPath:
+    """The precision and layout a run computes in: a resumed run keeps its checkpoint's choice (bit-identical
+    resume), a new one asks the probe (`benchmark.fastpath.choose`)."""
+    device = torch.device(device)
+    chosen = choose(recipe.precision, recipe.channels_last, device.type)
+    if saved is not None:
+        kept = saved["fast_path"]
+        if (kept["precision"], kept["channels_last"]) != (chosen.precision, chosen.channels_last):
+            return FastPath(kept["precision"], kept["channels_last"], "checkpoint", chosen.probe)
+    return chosen
+
+
 # ----------------------------------------------------------------------------- fit
 
 
@@ -238,125 +297,129 @@ def fit(
     device: torch.device | str = "cpu",
     checkpoint: Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    stop_after_epoch: int | None = None,
+    fast_path: FastPath | None = None,
 ) -> FitResult:
     """Train `model` by `recipe` on the `train` loader, selecting the best epoch on `val`.
 
     `val` may be None (a recipe with val_fraction 0 trains on the whole train split): no validation
-    passes, no early stopping, and the last epoch's weights are kept.
-
-    Loaders are `benchmark.loader.DeviceLoader`s (train shuffled). `checkpoint`: resume from it if it
-    exists, and rewrite it after every epoch. `stop_after_epoch` ends the call after that epoch as if
-    the process had been killed there (used by the resume tests).
+    passes, no early stopping, and the last epoch's weights are kept. Loaders are
+    `benchmark.loader.DeviceLoader`s (train shuffled). `checkpoint`: resume from it if it exists, and
+    rewrite it after every epoch, before `on_epoch` sees the epoch's row (so a hook that raises, e.g. to
+    stop a pruned trial or in a test of resuming, leaves that epoch resumable). `fast_path`: the
+    precision and layout already chosen (`resolve_fast_path`); by default chosen here.
     """
     if val is None and recipe.early_stopping is not None:
         raise ValueError("early stopping needs a validation split (val is None)")
     device = torch.device(device)
+    saved = read_checkpoint(checkpoint, device)
+    fast = fast_path or resolve_fast_path(recipe, device, saved)
+    recipe = recipe.replace(precision=fast.precision, channels_last=fast.channels_last)
     model.to(device)
     if recipe.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer, fused = build_optimizer(model, recipe)
-    steps = len(train)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(recipe, s, steps))
+    state = TrainState(model, recipe, len(train), fast)
+    if saved is not None:
+        state = _resume(state, saved, recipe, len(train), checkpoint)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    stopper = EarlyStopper(recipe.early_stopping, recipe.min_epochs)
-    ema = _Ema(model, recipe.ema_decay) if recipe.ema_decay else None
-    lookahead = _Lookahead(recipe.max_epochs, steps) if recipe.lookahead else None
-    history: list[dict[str, Any]] = []
-    best_state: dict[str, torch.Tensor] | None = None
-    best_epoch, start_epoch, stop_reason = 0, 0, ""
-
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        stopper.load_state_dict(state["stopper"])
-        if ema is not None:
-            ema.model.load_state_dict(state["ema"])
-        if lookahead is not None:
-            lookahead.load_state_dict(state["lookahead"])
-        history, best_state, best_epoch = state["history"], state["best_state"], state["best_epoch"]
-        stop_reason, start_epoch = state["stop_reason"], state["epoch"]
-        torch.set_rng_state(state["rng"])
-
     step_model = torch.compile(model) if recipe.compile else model
-    if recipe.compile and start_epoch < recipe.max_epochs and not stop_reason:
+    if recipe.compile and state.epoch < recipe.max_epochs and not state.stop_reason:
         _compile_warmup(step_model, model, train, criterion, device, recipe.precision)
 
-    for epoch in range(start_epoch + 1, recipe.max_epochs + 1):
-        if stop_reason:
-            break
-        if hasattr(model, "start_epoch"):  # a model's own per-epoch schedule (e.g. freezing a layer after n epochs)
-            model.start_epoch(epoch)
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        for x, y in train.epoch(epoch):
-            with autocast(device, recipe.precision):
-                out = step_model(x)
-                loss = criterion(out, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            if lookahead is not None:
-                lookahead.step(model, schedule.last_epoch)  # LambdaLR counts steps in `last_epoch`
-            if ema is not None:
-                ema.update(model)
-            # accumulate on the device: no host sync inside the step
-            loss_sum += loss.detach().float() * len(y)
-            correct += (out.detach().argmax(1) == y).sum()
-            seen += len(y)
-        if lookahead is not None:
-            lookahead.end_epoch(model)
-        train_loss = loss_sum.item() / seen
-        train_s = time.perf_counter() - t0
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(epoch)
-
-        row: dict[str, Any] = {
-            "epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / seen,
-            "lr": optimizer.param_groups[0]["lr"], "seconds": train_s, "images_per_s": seen / train_s,
-        }
-        if val is not None and (epoch % recipe.eval_every == 0 or epoch == recipe.max_epochs):
-            eval_model = ema.model if ema is not None else model
-            logits, labels = predict(eval_model, val, device, recipe.precision)
-            row["val_loss"] = nn.functional.cross_entropy(logits, labels).item()
-            row["val_acc"] = (logits.argmax(1) == labels).float().mean().item()
-            improved, stop_reason = stopper.update(epoch, row)
-            if improved:
-                best_epoch = epoch
-                best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
-        history.append(row)
+    while state.epoch < recipe.max_epochs and not state.stop_reason:
+        state.epoch += 1
+        row = train_epoch(state, step_model, train, criterion, recipe, device)
+        if val is not None and (state.epoch % recipe.eval_every == 0 or state.epoch == recipe.max_epochs):
+            validate(state, row, val, recipe, device)
+        state.history.append(row)
+        if checkpoint is not None:
+            save_checkpoint(state, checkpoint)
         if on_epoch is not None:
             on_epoch(row)
-        if checkpoint is not None:
-            _save_atomic({
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "stopper": stopper.state_dict(),
-                "ema": ema.model.state_dict() if ema is not None else None,
-                "lookahead": lookahead.state_dict() if lookahead is not None else None, "history": history,
-                "best_state": best_state, "best_epoch": best_epoch, "stop_reason": stop_reason,
-                "rng": torch.get_rng_state(),
-            }, checkpoint)
-        if stop_after_epoch is not None and epoch >= stop_after_epoch:
-            raise KeyboardInterrupt(f"stopped after epoch {epoch} on request")
+    return _result(state, recipe, selected_on_val=val is not None)
 
-    if val is None:
-        best_epoch = history[-1]["epoch"] if history else 0  # no validation: the last epoch is the result
-    final = ema.model if ema is not None else model
-    if best_state is not None:
-        final.load_state_dict(best_state)
+
+def train_epoch(state: TrainState, step_model: nn.Module, train: Any, criterion: nn.Module, recipe: Recipe,
+                device: torch.device) -> dict[str, Any]:
+    """One pass over the training loader; returns the epoch's history row (loss, accuracy, lr, speed)."""
+    model, optimizer, schedule = state.model, state.optimizer, state.schedule
+    if hasattr(model, "start_epoch"):  # a model's own per-epoch schedule (e.g. freezing a layer after n epochs)
+        model.start_epoch(state.epoch)
+    model.train()
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for x, y in train.epoch(state.epoch):
+        with autocast(device, recipe.precision):
+            out = step_model(x)
+            loss = criterion(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if state.lookahead is not None:
+            state.lookahead.step(model, schedule.last_epoch)  # LambdaLR counts steps in `last_epoch`
+        if state.ema is not None:
+            state.ema.update(model)
+        # accumulate on the device: no host sync inside the step
+        loss_sum += loss.detach().float() * len(y)
+        correct += (out.detach().argmax(1) == y).sum()
+        seen += len(y)
+    if state.lookahead is not None:
+        state.lookahead.end_epoch(model)
+    train_loss = loss_sum.item() / seen
+    seconds = time.perf_counter() - t0
+    if not math.isfinite(train_loss):
+        raise TrainingDiverged(state.epoch)
+    return {"epoch": state.epoch, "train_loss": train_loss, "train_acc": correct.item() / seen,
+            "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "images_per_s": seen / seconds}
+
+
+def validate(state: TrainState, row: dict[str, Any], val: Any, recipe: Recipe, device: torch.device) -> None:
+    """Score the epoch on the validation split (in the run's precision), apply the early-stopping rule and
+    keep the weights when they are the best so far."""
+    from benchmark.evaluate import predict
+
+    logits, labels = predict(state.eval_model, val, device, recipe.precision)
+    row["val_loss"] = nn.functional.cross_entropy(logits, labels).item()
+    row["val_acc"] = (logits.argmax(1) == labels).float().mean().item()
+    improved, state.stop_reason = state.stopper.update(state.epoch, row)
+    if improved:
+        state.best_epoch = state.epoch
+        state.best_state = {k: v.detach().clone() for k, v in state.eval_model.state_dict().items()}
+
+
+def _resume(state: TrainState, saved: dict[str, Any], recipe: Recipe, steps: int, path: Path | None) -> TrainState:
+    """Load a checkpoint's state; one that does not fit this run (another model or recipe) is discarded and
+    the run starts over from the untouched initial weights."""
+    initial = copy.deepcopy(state.model.state_dict())
+    try:
+        state.load_state_dict(saved)
+        return state
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as err:
+        log.warning("checkpoint %s does not fit this run (%s: %s); it was discarded and the run starts over",
+                    path, type(err).__name__, str(err).strip().splitlines()[0] if str(err).strip() else "")
+        if path is not None:
+            path.unlink(missing_ok=True)
+        state.model.load_state_dict(initial)
+        return TrainState(state.model, recipe, steps, state.fast)
+
+
+def _result(state: TrainState, recipe: Recipe, selected_on_val: bool) -> FitResult:
+    if not selected_on_val:  # no validation: the last epoch is the result
+        state.best_epoch = state.history[-1]["epoch"] if state.history else 0
+    final = state.eval_model
+    if state.best_state is not None:
+        final.load_state_dict(state.best_state)
     final.eval()
+    fast = state.fast
     return FitResult(
-        model=final, history=history, best_epoch=best_epoch, epochs_run=len(history),
-        stopped_early=bool(stop_reason), stop_reason=stop_reason or "reached max_epochs",
-        train_seconds=sum(r["seconds"] for r in history),
-        fast_path={"device_resident": True, "bf16": recipe.precision == "bf16",
-                   "channels_last": recipe.channels_last, "compile": recipe.compile, "fused_optimizer": fused},
+        model=final, history=state.history, best_epoch=state.best_epoch, epochs_run=len(state.history),
+        stopped_early=bool(state.stop_reason), stop_reason=state.stop_reason or "reached max_epochs",
+        train_seconds=sum(r["seconds"] for r in state.history),
+        fast_path={"device_resident": True, "precision": fast.precision, "bf16": fast.precision == "bf16",
+                   "channels_last": fast.channels_last, "compile": recipe.compile, "fused_optimizer": state.fused,
+                   "chosen_by": fast.source, "probe": fast.probe},
     )
 
 

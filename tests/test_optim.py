@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import stop_after
 
 import zoo
 from benchmark.optim import Muon, orthogonalize
@@ -77,8 +78,9 @@ def test_build_optimizer_muon_groups_for_airnet_and_refuses_unmarked_models() ->
 
 def test_fit_with_muon_learns_and_resumes_exactly(tmp_path) -> None:
     from benchmark.data import synthetic_dataset
+    from benchmark.evaluate import predict
     from benchmark.loader import DeviceLoader
-    from benchmark.train import fit, predict
+    from benchmark.train import fit
 
     data = synthetic_dataset(n_train=512, n_test=256)
 
@@ -98,7 +100,7 @@ def test_fit_with_muon_learns_and_resumes_exactly(tmp_path) -> None:
     assert (logits.argmax(1) == labels).float().mean() > 0.5  # chance is 0.1
     ckpt = tmp_path / "killed.ckpt"
     with pytest.raises(KeyboardInterrupt):
-        run(checkpoint=ckpt, stop_after_epoch=2)
+        run(checkpoint=ckpt, on_epoch=stop_after(2))
     resumed = run(checkpoint=ckpt)
     for name, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name

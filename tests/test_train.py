@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import stop_after
 from torch import nn
 
 from benchmark.loader import DeviceLoader
@@ -106,8 +107,8 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, recipe):
     full = fit(make_net(), recipe, *loaders(policy), checkpoint=tmp_path / "a.ckpt")
     ckpt = tmp_path / "b.ckpt"
     with pytest.raises(KeyboardInterrupt):
-        fit(make_net(), recipe, *loaders(policy), checkpoint=ckpt, stop_after_epoch=2)
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 2
+        fit(make_net(), recipe, *loaders(policy), checkpoint=ckpt, on_epoch=stop_after(2))
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     torch.manual_seed(123)  # a resumed process starts with other RNG state; the checkpoint restores it
     resumed = fit(make_net(), recipe, *loaders(policy), checkpoint=ckpt)
     strip = [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in full.history]
@@ -139,4 +140,4 @@ def test_nan_loss_stops_with_epoch_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged) as err:
         fit(DivergesInEpoch2(), RECIPE, train, val, checkpoint=ckpt)
     assert err.value.epoch == 2 and "epoch 2" in str(err.value)
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1

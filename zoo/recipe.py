@@ -6,12 +6,14 @@ rule, so the rule is data too (`EarlyStopping`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 SCHEDULERS = ("none", "exponential", "cosine", "onecycle")
 NORMALIZATIONS = ("dataset", "imagenet", "half", "none")
+PRECISIONS = ("auto", "fp32", "bf16")
+TTA_MODES = ("none", "flip", "flip+translate")
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,8 @@ class Recipe:
     augment_prob: float = 1.0  # probability that the policy is applied to an image (report 002)
     normalize: str = "dataset"  # "dataset" (train-split mean/std), "imagenet", "half" (0.5/0.5), "none"
     input_size: int = 32  # side of the square image the network sees, in pixels (fine-tunes upsample)
-    precision: str = "bf16"  # "bf16" autocast or "fp32"
-    channels_last: bool = True  # NHWC memory layout for convolutions
+    precision: str = "auto"  # "auto" (the machine's probe decides: benchmark.fastpath), "bf16" autocast or "fp32"
+    channels_last: bool | None = None  # NHWC memory layout for convolutions; None: the probe decides
     compile: bool = False  # torch.compile the model (warm-up excluded from timings)
     ema_decay: float | None = None  # exponential moving average of weights, per step; None: off
     lookahead: bool = False  # airbench-style lookahead: slow weights every 5 steps, averaging more as training ends
@@ -60,8 +62,10 @@ class Recipe:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
-        if self.precision not in ("bf16", "fp32"):
-            raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {TTA_MODES}, got {self.tta!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.val_fraction == 0.0 and self.early_stopping is not None:
@@ -76,6 +80,13 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def sha256(self) -> str:
+        """Hash of the recipe's fields: how a record names the entry's own recipe without copying it."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
         known = {f.name for f in fields(cls)}
@@ -86,4 +97,3 @@ class Recipe:
 
 
 RECIPE_FIELDS = tuple(f.name for f in fields(Recipe))
-_ = field  # re-exported for model files that build recipes

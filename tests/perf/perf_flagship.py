@@ -24,9 +24,10 @@ from perfkit import cpu_name, write_json
 import zoo
 from benchmark.augment import get_policy
 from benchmark.data import load_dataset
+from benchmark.evaluate import predict
 from benchmark.loader import DeviceLoader
 from benchmark.splits import channel_stats, stratified_split
-from benchmark.train import fit, predict
+from benchmark.train import fit
 from zoo.recipe import RECIPE_FIELDS
 
 

@@ -34,9 +34,10 @@ from torch import nn
 import zoo
 from benchmark.augment import get_policy
 from benchmark.data import load_dataset
+from benchmark.evaluate import predict
 from benchmark.loader import DeviceLoader
 from benchmark.splits import channel_stats, stratified_subset
-from benchmark.train import fit, predict
+from benchmark.train import fit
 
 # entry, images per timed epoch, training images of the accuracy check (ResNet-12 at hidden 128 needs
 # ~9 GFLOP per training image, 20x TinyVGG: fewer images, or it alone would take an hour)

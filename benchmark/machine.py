@@ -1,0 +1,88 @@
+"""Facts about the machine a run happens on: CPU model and the flags that decide speed, load, GPU.
+
+One home for them: records (`environment`), the fast-path probe's cache key, `cifarzoo doctor` and the
+perf scripts all read the CPU here.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+from typing import Any
+
+# flags that decide which kernels oneDNN can use: bf16 is native only with avx512_bf16 or AMX,
+# emulated (an order of magnitude slower than fp32) with avx2 / plain avx512f
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_fp16")
+
+
+@lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if ":" not in line:
+                    if info:  # the first processor's block is enough
+                        break
+                    continue
+                key, value = line.split(":", 1)
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return info
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (falls back to platform facts)."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "CPU"
+
+
+def cpu_name() -> str:
+    """Model name and core count, e.g. 'AMD EPYC (2 cores)'."""
+    return f"{cpu_model()} ({os.cpu_count()} cores)"
+
+
+def cpu_flags() -> tuple[str, ...]:
+    """All CPU flags, sorted (empty where /proc/cpuinfo is not readable)."""
+    return tuple(sorted(set(_cpuinfo().get("flags", "").split())))
+
+
+def speed_flags() -> dict[str, bool]:
+    """Which of the flags that matter for training speed this CPU has."""
+    flags = set(cpu_flags())
+    return {flag: flag in flags for flag in SPEED_FLAGS}
+
+
+def torch_cpu_capability() -> str:
+    """The SIMD level PyTorch dispatches its own CPU kernels to ('AVX2', 'AVX512', ...)."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except AttributeError:  # older torch
+        return "unknown"
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS does not tell)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def contended(load_before: float | None, load_after: float | None) -> bool:
+    """A measurement taken while the load exceeded the core count had to share the CPU: not quotable."""
+    cores = os.cpu_count() or 1
+    return any(load is not None and load > cores for load in (load_before, load_after))
+
+
+def gpu() -> dict[str, Any] | None:
+    """The CUDA device torch sees (name, capability, bf16 support), or None."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return {"name": torch.cuda.get_device_name(), "capability": list(torch.cuda.get_device_capability()),
+            "bf16": bool(torch.cuda.is_bf16_supported()), "count": torch.cuda.device_count()}

@@ -1,0 +1,120 @@
+"""Precision and layout chosen by measurement (benchmark.fastpath): the probe, its cache, the overrides,
+and a resumed run keeping the choice it started with."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from benchmark import fastpath, machine
+from benchmark.train import resolve_fast_path
+from zoo.errors import CifarzooError
+from zoo.recipe import Recipe
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARZOO_HOME", str(tmp_path))
+    monkeypatch.delenv(fastpath.ENV, raising=False)
+    return tmp_path
+
+
+def _no_measuring(*_args, **_kwargs):
+    raise AssertionError("the probe ran although its answer was cached or not needed")
+
+
+def test_explicit_recipe_fields_need_no_probe(home, monkeypatch):
+    monkeypatch.setattr(fastpath, "measure", _no_measuring)
+    chosen = fastpath.choose("bf16", False, "cpu")
+    assert (chosen.precision, chosen.channels_last, chosen.source, chosen.probe) == ("bf16", False, "recipe", None)
+
+
+def test_probe_picks_the_fastest_it_measured_and_caches_it(home, monkeypatch):
+    t0 = time.perf_counter()
+    figures = fastpath.probe()
+    assert time.perf_counter() - t0 < 30  # "a few seconds" on an idle 2-core CPU; generous under load
+    conv, matmul = figures["ms_per_step"]["conv"], figures["ms_per_step"]["matmul"]
+    assert set(conv) == {"fp32-nchw", "fp32-channels_last", "bf16-nchw", "bf16-channels_last"}
+    assert all(ms > 0 for ms in [*conv.values(), *matmul.values()])
+    total = {p: min(conv[f"{p}-nchw"], conv[f"{p}-channels_last"]) + matmul[p] for p in ("fp32", "bf16")}
+    best = min(total, key=total.get)
+    assert figures["choice"] == {"precision": best,
+                                 "channels_last": conv[f"{best}-channels_last"] < conv[f"{best}-nchw"]}
+    cache = fastpath.cache_path()
+    assert cache.parent == home / "machine" and json.loads(cache.read_text())["choice"] == figures["choice"]
+    monkeypatch.setattr(fastpath, "measure", _no_measuring)  # the second use reads the cache
+    chosen = fastpath.choose("auto", None, "cpu")
+    assert (chosen.precision, chosen.channels_last, chosen.source) == (best, figures["choice"]["channels_last"],
+                                                                       "probe")
+    assert chosen.probe["ms_per_step"] == figures["ms_per_step"]
+
+
+def test_cache_key_follows_cpu_flags_and_torch_version(home, monkeypatch):
+    key = fastpath.cache_key()
+    monkeypatch.setattr(machine, "cpu_flags", lambda: ("avx2", "avx512_bf16"))
+    assert fastpath.cache_key() != key
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__version__", "0.0.0-other")
+    assert fastpath.cache_key() != key
+
+
+def test_a_corrupt_cache_is_measured_again(home, monkeypatch):
+    path = fastpath.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    fake = {"key": fastpath.cache_key(), "choice": {"precision": "fp32", "channels_last": True}}
+    monkeypatch.setattr(fastpath, "measure", lambda device="cpu": fake)
+    assert fastpath.probe() == fake and json.loads(path.read_text()) == fake
+
+
+def test_environment_overrides_the_probe_but_not_the_recipe(home, monkeypatch):
+    monkeypatch.setattr(fastpath, "measure", lambda device="cpu": {
+        "key": fastpath.cache_key(), "choice": {"precision": "fp32", "channels_last": True}})
+    monkeypatch.setenv(fastpath.ENV, "bf16")
+    chosen = fastpath.choose("auto", None, "cpu")
+    assert (chosen.precision, chosen.source) == ("bf16", "environment")
+    assert fastpath.choose("fp32", None, "cpu").precision == "fp32"
+    monkeypatch.setenv(fastpath.ENV, "fp16")
+    with pytest.raises(CifarzooError, match="CIFARZOO_PRECISION"):
+        fastpath.choose("auto", None, "cpu")
+
+
+def test_race_stops_repeating_a_configuration_three_times_slower():
+    calls = {"fast": 0, "slow": 0}
+
+    def step(name, seconds):
+        def run():
+            calls[name] += 1
+            time.sleep(seconds)
+        return run
+
+    best = fastpath._race({"fast": step("fast", 0.002), "slow": step("slow", 0.03)})
+    assert calls == {"fast": 1 + fastpath.REPEATS, "slow": 2}  # warm-up + one timed call, then dropped
+    assert best["slow"] > 3 * best["fast"]
+
+
+def test_a_resumed_run_keeps_its_checkpoints_choice(home, monkeypatch):
+    monkeypatch.setattr(fastpath, "measure", lambda device="cpu": {
+        "key": fastpath.cache_key(), "choice": {"precision": "fp32", "channels_last": True}})
+    saved = {"fast_path": {"precision": "bf16", "channels_last": False}}
+    chosen = resolve_fast_path(Recipe(), "cpu", saved)
+    assert (chosen.precision, chosen.channels_last, chosen.source) == ("bf16", False, "checkpoint")
+    assert resolve_fast_path(Recipe(), "cpu", None).source == "probe"
+
+
+def test_recipes_default_to_auto_and_validate():
+    assert (Recipe().precision, Recipe().channels_last) == ("auto", None)
+    with pytest.raises(ValueError, match="precision"):
+        Recipe(precision="fp16")
+    with pytest.raises(ValueError, match="tta"):
+        Recipe(tta="flip+rotate")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_uses_bf16_where_supported(home, monkeypatch):
+    monkeypatch.setattr(fastpath, "measure", _no_measuring)
+    chosen = fastpath.choose("auto", None, "cuda")
+    assert chosen.source == "cuda" and chosen.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
