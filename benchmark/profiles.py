@@ -47,8 +47,9 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", 256, 128, 500, 2, 64, 64, None, "smoke", (0,),
-                     "256 training images, 2 epochs, batches of at most 64, inputs at most 64 px: seconds."),
+    "smoke": Profile("smoke", 256, 128, 200, 2, 64, 64, 100, "smoke", (0,),
+                     "256 training images, 2 epochs, batches of at most 64, inputs at most 64 px, 200 test images "
+                     "(ONNX parity on 100 of them): seconds."),
     "quick": Profile("quick", 5_000, 1_000, None, 2, None, 64, 1_000, "quick", (0,),
                      "5,000 training images (balanced), 1,000 validation, 2 epochs at most, inputs at most "
                      "64 px, full test split (ONNX parity on a balanced 1,000 of it): about a minute per entry "

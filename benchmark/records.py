@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmark.schema import SCHEMA_VERSION, validate
+from benchmark.schema import READABLE_VERSIONS, SCHEMA_VERSION, upgrade, validate
 from zoo.errors import CifarzooError
 
 
@@ -67,12 +67,12 @@ def read_record(path: Path) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise CifarzooError(f"cannot read result record {path}: {err}.") from None
-    version = record.get("schema_version")
-    if version != SCHEMA_VERSION:
+    version = record.get("schema_version") if isinstance(record, dict) else None
+    if version not in READABLE_VERSIONS:
         raise CifarzooError(
-            f"{path} has schema_version {version}, but this cifarzoo reads version {SCHEMA_VERSION}; "
-            "use a results directory of this version (or upgrade cifarzoo).")
-    return record
+            f"{path} has schema_version {version}, but this cifarzoo reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; use a results directory of those (or upgrade cifarzoo).")
+    return upgrade(record)
 
 
 def check_results_dir(results: Path) -> None:
@@ -89,7 +89,7 @@ def check_results_dir(results: Path) -> None:
             version = json.loads(path.read_text()).get("schema_version")
         except (OSError, json.JSONDecodeError, AttributeError):
             continue
-        if version is not None and version != SCHEMA_VERSION:
+        if version is not None and version not in READABLE_VERSIONS:
             raise CifarzooError(
                 f"{results} holds records of schema version {version} (e.g. {path.name}); this cifarzoo writes "
                 f"version {SCHEMA_VERSION}: use a fresh --results directory.")

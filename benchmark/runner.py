@@ -129,12 +129,16 @@ def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
 def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> dict[str, Any]:
     from benchmark import metrics
     from benchmark.augment import get_policy
+    from benchmark.evaluate import predict
     from benchmark.loader import DeviceLoader
     from benchmark.splits import channel_stats, stratified_split, stratified_subset
-    from benchmark.train import fit, predict
+    from benchmark.train import fit, peek_checkpoint, resolve_fast_path
     from zoo.weights import save_weights
 
     data, recipe, profile, device = ctx.data, run.recipe, run.profile, torch.device(ctx.device)
+    ckpt = ctx.checkpoints / f"{run.run_id}.ckpt"
+    fast = resolve_fast_path(recipe, device, peek_checkpoint(ckpt))  # the probe's choice, or a checkpoint's
+    recipe = recipe.replace(precision=fast.precision, channels_last=fast.channels_last)
     torch.manual_seed(run.seed)
     if recipe.val_fraction > 0:
         train_idx, val_idx = stratified_split(data.y_train, recipe.val_fraction, seed=run.seed)
@@ -160,7 +164,6 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
     model = zoo.create(run.entry.architecture, **run.arch_kwargs)
     if hasattr(model, "data_init"):  # data-dependent initialisation (e.g. a whitening first conv)
         model.data_init(train_loader.plain(5000).float())
-    ckpt = ctx.checkpoints / f"{run.run_id}.ckpt"
     from benchmark.progress import Progress
 
     bar = Progress(recipe.max_epochs, f"  {run.run_id}", ctx.progress, position=1, leave=False)
@@ -170,22 +173,26 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
         if ctx.on_epoch is not None:
             ctx.on_epoch(row)
 
-    fitted = fit(model, recipe, train_loader, val_loader, device=device, checkpoint=ckpt, on_epoch=on_epoch)
+    fitted = fit(model, recipe, train_loader, val_loader, device=device, checkpoint=ckpt, on_epoch=on_epoch,
+                 fast_path=fast)
     bar.close()
 
     t_eval = time.perf_counter()
-    logits, labels = predict(fitted.model, test_loader, device, recipe.precision, tta=recipe.tta)
+    # published test numbers in fp32 whatever the training precision: what users get from these weights
+    logits, labels = predict(fitted.model, test_loader, device, "fp32", tta=recipe.tta)
     test = metrics.classification_report(logits, labels, len(data.classes))
     eval_s = time.perf_counter() - t_eval
 
     model_fp32 = fitted.model.float().to(memory_format=torch.contiguous_format).eval()
+    selected = next((r for r in fitted.history if r["epoch"] == fitted.best_epoch), {})
     weights_path, sha = save_weights(model_fp32, run.entry.name, run.run_id, {
         "entry": run.entry.name, "recipe": recipe.to_dict(), "arch_kwargs": run.arch_kwargs, "seed": run.seed,
-        "profile": profile.name, "data_fingerprint": data.fingerprint, "classes": data.classes,
-        "mean": mean, "std": std, "input_size": recipe.input_size, "sweep": run.sweep,
-        "metrics": {"val_accuracy": max((r["val_acc"] for r in fitted.history if "val_acc" in r), default=None),
-                    "test_accuracy": test["accuracy"], "test_loss": test["loss"]},
-    }, overwrite=True)  # no record yet, so any file there is this run's own, left by an interrupted attempt
+        "profile": profile.name, "data_source": data.source, "data_fingerprint": data.fingerprint,
+        "data_lossy": data.lossy, "classes": data.classes, "mean": mean, "std": std, "input_size": recipe.input_size,
+        "tta": recipe.tta, "sweep": run.sweep, "train_s": fitted.train_seconds,
+        "metrics": {"val_accuracy": selected.get("val_acc"), "test_accuracy": test["accuracy"],
+                    "test_loss": test["loss"]},
+    })  # a file name of this attempt's own: the record names it
     ckpt.unlink(missing_ok=True)
 
     onnx_section, timing_section, model_section, export_s, timing_s = _export_and_time(
@@ -201,7 +208,7 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
         "test": test,
         "onnx": onnx_section,
         "timing": timing_section,
-        "weights": {"file": str(weights_path), "sha256": sha},
+        "weights": {"file": f"{run.entry.name}/{weights_path.name}", "sha256": sha},  # in the weights store
     }
 
 
@@ -257,7 +264,7 @@ def _base_record(run: Run, ctx: RunContext, started: str) -> dict[str, Any]:
     data = ctx.data
     return {
         "schema_version": SCHEMA_VERSION, "run_id": run.run_id, "status": "skipped", "reason": None,
-        "traceback_file": None, "entry": {**run.entry.to_dict(), "arch_kwargs": run.arch_kwargs},
+        "traceback_file": None, "entry": _entry_section(run),
         "recipe": run.recipe.to_dict(), "seed": run.seed, "profile": run.profile.name,
         "data": {"source": data.source, "description": data.description, "fingerprint": data.fingerprint,
                  "lossy": data.lossy, "n_train": None, "n_val": None, "n_test": None, "classes": data.classes,
@@ -267,6 +274,13 @@ def _base_record(run: Run, ctx: RunContext, started: str) -> dict[str, Any]:
         "fast_path": None, "history": [], "training": None, "model": None, "test": None, "onnx": None,
         "timing": None, "weights": None, "sweep": run.sweep,
     }
+
+
+def _entry_section(run: Run) -> dict[str, Any]:
+    """The entry as registered, its own recipe named by hash (the record's `recipe` is the one that ran)."""
+    entry = run.entry.to_dict()
+    del entry["recipe"]
+    return {**entry, "arch_kwargs": run.arch_kwargs, "recipe_sha256": run.entry.recipe.sha256()}
 
 
 def _now() -> str:

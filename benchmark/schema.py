@@ -1,6 +1,7 @@
 """The result record: one JSON file per run, the only thing the leaderboard reads.
 
-Schema version 1. A record is a dict with these top-level keys (`REQUIRED`), all always present;
+Schema version 2 (version-1 records are read through `upgrade`). A record is a dict with these
+top-level keys (`REQUIRED`), all always present;
 sections that a run did not reach are null. Units: accuracies are fractions 0..1, times in
 seconds unless the key says `_ms`, sizes in bytes.
 
@@ -10,7 +11,7 @@ seconds unless the key says `_ms`, sizes in bytes.
     reason          str | null       why it failed or was skipped (one sentence)
     traceback_file  str | null       file name (beside the record) holding the traceback of a failure
     entry           {name, architecture, arch_kwargs, family, kind, report, report_model,
-                     reported: {accuracy, loss, where, note}, pretrained, description}
+                     reported: {accuracy, loss, where, note}, pretrained, description, recipe_sha256}
     recipe          Recipe.to_dict() after the profile was applied
     seed            int
     profile         "smoke" | "quick" | "full" (or a sweep's name)
@@ -21,7 +22,8 @@ seconds unless the key says `_ms`, sizes in bytes.
     command         str, the exact command line that produced the record
     started_at      ISO-8601 UTC; finished_at likewise
     durations       {train_s, eval_s, export_s, timing_s, total_s}
-    fast_path       {device_resident, bf16, channels_last, compile, fused_optimizer}
+    fast_path       {device_resident, precision, bf16, channels_last, compile, fused_optimizer, chosen_by,
+                     probe}   chosen_by: "probe", "environment", "recipe", "cuda" or "checkpoint"
     history         [{epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds, images_per_s}]
     training        {best_epoch, epochs_run, stopped_early, stop_reason}
     model           {params, flops_per_image, onnx_bytes}
@@ -42,7 +44,8 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: the entry's recipe copied into `entry`, machine paths in data and weights
 
 REQUIRED = (
     "schema_version", "run_id", "status", "reason", "traceback_file", "entry", "recipe", "seed",
@@ -74,3 +77,41 @@ def validate(record: dict[str, Any]) -> list[str]:
     elif not record["reason"]:
         problems.append(f"a '{record['status']}' record needs a reason")
     return problems
+
+
+def upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of a readable older version in the current layout (a new dict; the file is not touched).
+
+    1 -> 2: the entry's own recipe, copied into `entry`, becomes its hash; data sources and weights files
+    lose the machine's folders; `fast_path` gains `precision` and `chosen_by`; timings say if contended.
+    """
+    if record.get("schema_version") != 1:
+        return record
+    import copy
+    import os
+    import re
+
+    from zoo.recipe import Recipe
+
+    rec = copy.deepcopy(record)
+    entry = rec.get("entry") or {}
+    if isinstance(entry.get("recipe"), dict):
+        entry["recipe_sha256"] = Recipe.from_dict(entry.pop("recipe")).sha256()
+    data = rec.get("data") or {}
+    if isinstance(data.get("source"), str) and "/" in data["source"]:
+        data["source"] = data["source"].rstrip("/").rsplit("/", 1)[-1]
+    if isinstance(data.get("description"), str):  # "..., /home/me/data/x.zip, sha256 ..." -> "..., x.zip, ..."
+        data["description"] = re.sub(r"(?<![\w.])/(?:[^\s,/]+/)+([^\s,/]+)", r"\1", data["description"])
+    weights = rec.get("weights") or {}
+    if isinstance(weights.get("file"), str) and os.sep in weights["file"]:
+        weights["file"] = "/".join(weights["file"].split("/")[-2:])
+    fast = rec.get("fast_path")
+    if isinstance(fast, dict):
+        fast.setdefault("precision", "bf16" if fast.get("bf16") else "fp32")
+        fast.setdefault("chosen_by", "recipe")
+    timing = rec.get("timing")
+    if isinstance(timing, dict) and "contended" not in timing:
+        loads, cores = timing.get("cpu_load") or [], timing.get("cpu_count") or 1
+        timing["contended"] = any(isinstance(x, (int, float)) and x > cores for x in loads)
+    rec["schema_version"], rec["upgraded_from"] = SCHEMA_VERSION, 1
+    return rec

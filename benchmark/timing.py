@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.machine import contended, load_average
 from benchmark.onnx_export import SPINNING, ort_session
 
 PROTOCOL = (
@@ -142,7 +143,7 @@ def time_both(model: nn.Module, onnx_path: Path | None, input_size: int, threads
               device: str = "cpu") -> dict[str, Any]:
     """The record's `timing` section: PyTorch, then ONNX Runtime (None without an ONNX file), and ratios."""
     session = ort_session(onnx_path, threads, device) if onnx_path is not None else None
-    load_before = os.getloadavg()[0]
+    load_before = load_average()
     torch_times = time_torch(model, input_size, threads, budget, device)
     ort_times = time_onnxruntime(session, input_size, threads, budget) if session is not None else None
     result: dict[str, Any] = {
@@ -150,10 +151,12 @@ def time_both(model: nn.Module, onnx_path: Path | None, input_size: int, threads
         "budget": {"warmup": budget.warmup, "batch1_iters": budget.batch1_iters,
                    "batch_iters": budget.batch_iters, "max_seconds": budget.max_seconds},
         "torch": torch_times, "onnxruntime": ort_times, "speedup_batch1": None, "speedup_batch": None,
-        # 1-minute load average before and after: above the core count, other processes shared the CPU
-        # and the numbers (PyTorch's OpenMP threads above all) are not to be trusted
-        "cpu_load": [round(load_before, 2), round(os.getloadavg()[0], 2)], "cpu_count": os.cpu_count(),
     }
+    # 1-minute load average before and after: above the core count, other processes shared the CPU and the
+    # numbers (PyTorch's OpenMP threads above all) are not to be trusted: the site shows "contended" instead
+    load_after = load_average()
+    result.update(cpu_load=[load_before, load_after], cpu_count=os.cpu_count(),
+                  contended=contended(load_before, load_after))
     if ort_times is not None:
         result["ort_providers"] = session.get_providers()  # CPU only, unless onnxruntime-gpu is installed
         result["ort_device"] = "cuda" if result["ort_providers"][0] == "CUDAExecutionProvider" else "cpu"

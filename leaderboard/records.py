@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.schema import REQUIRED, SCHEMA_VERSION, validate
+from benchmark.schema import REQUIRED, SCHEMA_VERSION, upgrade, validate
 from zoo.errors import CifarzooError
 
 # nested keys an ok record needs (the schema's validate() checks only the top level and test); a failed
@@ -116,6 +116,7 @@ def _read_record(path: Path, name: str, warnings: list[str]) -> dict[str, Any] |
         warnings.append(f"record {name} has schema_version {version}; this cifarzoo reads {SCHEMA_VERSION}"
                         " — upgrade cifarzoo; skipped.")
         return None
+    data = upgrade(data)
     missing = [k for k in REQUIRED if k not in data]
     if data.get("status") == "ok":
         missing += [".".join(keys) for keys in NEEDED if keys[0] not in missing and dig(data, *keys) is None]

@@ -247,7 +247,7 @@ def test_no_records(tmp_path):
 
 def _bad_results(folder: Path) -> None:
     write_record(folder, make_record("tinyvgg-norm", accuracy=0.7))
-    write_record(folder, make_record("resnet12-aug", accuracy=0.8, schema_version=2), name="future.json")
+    write_record(folder, make_record("resnet12-aug", accuracy=0.8, schema_version=3), name="future.json")
     broken = make_record("vit-norm", accuracy=0.6)
     del broken["timing"], broken["history"]
     write_record(folder, broken, name="broken.json")
@@ -260,7 +260,7 @@ def test_newer_schema_and_missing_fields_warn_and_skip(tmp_path, no_figures):
     report = build_site(tmp_path / "results", tmp_path / "site", warn=warnings.append)
     assert warnings == [
         "record broken.json lacks fields history, timing; skipped.",
-        "record future.json has schema_version 2; this cifarzoo reads 1 — upgrade cifarzoo; skipped.",
+        "record future.json has schema_version 3; this cifarzoo reads 2 — upgrade cifarzoo; skipped.",
     ]
     assert report.warnings == warnings and report.records == 1 and len(report.pages) == 1
 
@@ -312,7 +312,7 @@ def test_cli_warns_and_strict_exits_non_zero(tmp_path):
     _bad_results(tmp_path / "results")
     ok = _cli("build", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "site"))
     assert ok.returncode == 0, ok.stderr
-    assert "warning: record future.json has schema_version 2" in ok.stderr
+    assert "warning: record future.json has schema_version 3" in ok.stderr
     assert "built 1 entry pages from 1 records" in ok.stdout
     strict = _cli("build", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "strict"), "--strict")
     assert strict.returncode == 2

@@ -41,6 +41,7 @@ class LoadedInfo:
     input_size: int
     metrics: dict[str, Any] = field(default_factory=dict)
     weights: str = ""
+    tta: str = "none"  # the test-time augmentation its published numbers were measured with
 
 
 def build(entry: Entry | str, pretrained: bool = False) -> Any:
@@ -147,4 +148,5 @@ def _loaded_info(entry: Entry, meta: dict[str, Any], path: Path) -> LoadedInfo:
         input_size=int(meta.get("input_size") or entry.recipe.input_size),
         metrics=dict(meta.get("metrics") or {}),
         weights=str(path),
+        tta=str(meta.get("tta") or entry.recipe.tta),
     )

@@ -18,7 +18,7 @@ import torch
 
 from .dataset import Dataset, home_dir
 
-CACHE_VERSION = 1  # bump when decoding changes, so old caches are ignored
+CACHE_VERSION = 2  # bump when decoding or the stored fields change, so old caches are ignored (2: no paths)
 
 
 def source_key(path: Path) -> str:

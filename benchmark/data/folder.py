@@ -137,7 +137,7 @@ def read_image_folder(path: Path) -> Dataset:
     (x_train, y_train), (x_test, y_test) = arrays["train"], arrays["test"]
     return Dataset(
         x_train, y_train, x_test, y_test, classes,
-        source=str(path),
+        source=path.name,  # records and pages name the file, never the machine's path to it
         description=_describe(path, classes, len(y_train), len(y_test), lossy),
         fingerprint=fingerprint(x_train, y_train, x_test, y_test, classes),
         lossy=lossy,
@@ -148,10 +148,10 @@ def _describe(path: Path, classes: list[str], n_train: int, n_test: int, lossy: 
     kind = "JPEG, lossy" if lossy else "lossless"
     what = f"{len(classes)} classes, {n_train:,} train / {n_test:,} test images, {kind}"
     if path.is_dir():
-        return f"Image folder ({what}), {path}."
+        return f"Image folder ({what}), {path.name}/."
     digest = _sha256(path)
     name = KNOWN_ARCHIVES.get(digest, f"Image-folder archive ({what})")
-    return f"{name}, {path}, sha256 {digest}."
+    return f"{name}, {path.name}, sha256 {digest}."
 
 
 def _sha256(path: Path) -> str:

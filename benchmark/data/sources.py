@@ -80,7 +80,7 @@ def official_cifar10(*, cache: bool = True) -> Dataset:
     dataset = Dataset(
         x_train, y_train, x_test, y_test, classes,
         source="cifar10",
-        description=f"CIFAR-10, official release (python batches, md5-verified by torchvision), {root}.",
+        description="CIFAR-10, official release (python batches, md5-verified by torchvision).",
         fingerprint=fingerprint(x_train, y_train, x_test, y_test, classes),
         lossy=False,
     )
