@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench": ("bench", "bench", "Train, evaluate, export and time many entries; build the site."),
     "leaderboard": ("leaderboard", "leaderboard", "Build or serve the static leaderboard site."),
     "sweep": ("sweep", "sweep", "Hyperparameter search (grid or random) on Optuna."),
+    "publish": ("publish", "publish", "Ship an entry's best full run inside the package (maintainers)."),
     "doctor": ("doctor", "doctor", "Show the machine and the precision/layout cifarzoo trains in here."),
 }
 

@@ -122,3 +122,59 @@ def test_bad_input_one_sentence_exit_2(tmp_path, bench_env):
     r = cifarzoo("bench", "tinyvgg-aug", "--data", "synthetic", "--results", str(old), env=bench_env, check=False)
     assert r.returncode == 2 and "schema version 0" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def _weights_of(record: dict, bench_env: dict) -> Path:
+    return Path(bench_env["CIFARZOO_HOME"]) / "weights" / record["weights"]["file"]
+
+
+def test_a_records_test_accuracy_is_its_onnx_exports(whole_zoo, bench_env, tmp_path, monkeypatch):
+    """Published numbers are fp32: the ONNX export of the same weights scores exactly the record's accuracy."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from benchmark.data import load_dataset
+    from benchmark.onnx_export import export_onnx
+    from benchmark.splits import stratified_subset
+
+    out, _, _ = whole_zoo
+    rec = next(r for r in records_in(out / "results").values() if r["entry"]["name"] == "cnn004-relu")
+    assert rec["fast_path"]["chosen_by"] == "probe" and rec["fast_path"]["precision"] in ("fp32", "bf16")
+    monkeypatch.setenv("CIFARZOO_HOME", bench_env["CIFARZOO_HOME"])
+    model = zoo.load("cnn004-relu", weights=str(_weights_of(rec, bench_env)))
+    data = load_dataset("synthetic")
+    idx = stratified_subset(data.y_test, rec["data"]["n_test"], seed=rec["seed"])  # the bench's test images
+    x = data.x_test[idx].permute(0, 3, 1, 2).float() / 255
+    mean, std = (torch.tensor(rec["data"][k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    x = ((x - mean) / std).numpy().astype(np.float32)
+    assert export_onnx(model, tmp_path / "m.onnx").ok
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: x})[0]
+    onnx_acc = float((logits.argmax(1) == data.y_test[idx].numpy()).mean())
+    assert onnx_acc == rec["test"]["accuracy"]
+
+
+def test_publish_picks_the_seed_on_validation_and_loads_back_its_own_score(tmp_path, bench_env, monkeypatch):
+    from benchmark.data import load_dataset
+    from benchmark.evaluate import evaluate_model
+    from benchmark.publish import publish, selected_val_accuracy
+    from zoo import published
+
+    results = tmp_path / "results"
+    cifarzoo("bench", "cnn004-relu", "--data", "synthetic", "--profile", "smoke", "--seeds", "0,1,2",
+             "--results", str(results), "--no-site", "--progress", "quiet", env=bench_env)
+    monkeypatch.setenv("CIFARZOO_HOME", bench_env["CIFARZOO_HOME"])
+    monkeypatch.setattr(published, "FOLDER", tmp_path / "package")
+    data = load_dataset("synthetic")
+    record = publish("cnn004-relu", results, data, profile="smoke")
+    runs = sorted(records_in(results).values(), key=lambda r: r["seed"])
+    vals = [selected_val_accuracy(r) for r in runs]
+    assert record.seed == runs[max(range(3), key=lambda i: (vals[i], -i))]["seed"] and record.seeds == (0, 1, 2)
+    accs = [r["test"]["accuracy"] for r in runs]
+    assert record.metrics["test_accuracy_mean"] == pytest.approx(sum(accs) / 3)
+    assert record.dtype == ("float16" if abs(record.metrics["test_accuracy_fp16"]
+                                             - record.metrics["test_accuracy_fp32"]) <= 0.0005 else "float32")
+    model = zoo.load("cnn004-relu")  # the package's DEFAULT now
+    assert model.cifarzoo.weights == str(tmp_path / "package" / "cnn004-relu.safetensors")
+    assert evaluate_model(model, data)["accuracy"] == record.metrics["test_accuracy"]

@@ -43,13 +43,16 @@ def test_list_table_filters_by_glob_and_shows_stored_weights():
     result = run("list", "resnet12*")
     lines = result.output.strip().splitlines()
     assert result.exit_code == 0 and lines[0].split() == ["name", "architecture", "kind", "report", "params",
-                                                          "reported", "acc", "weights"]
+                                                          "reported", "acc", "published", "local"]
     assert [line.split()[0] for line in lines[1:]] == ["resnet12-aug", "resnet12-norm"]
-    assert lines[1].split()[-3:] == ["31.99M", "89.81%", "no"]
+    assert lines[1].split()[-4:] == ["31.99M", "89.81%", "no", "no"]
     torch.manual_seed(0)
-    save_weights(zoo.create("cnn004"), "cnn004-relu", "run-1", {"metrics": {"test_accuracy": 0.5}})
+    save_weights(zoo.create("cnn004"), "cnn004-relu", "run-1", {
+        "profile": "quick", "data_source": "cifar10-jpeg.zip", "metrics": {"test_accuracy": 0.5}})
     row = run("list", "cnn004-relu").output.strip().splitlines()[1].split()
     assert row[0] == "cnn004-relu" and row[-1] == "yes"
+    save_weights(zoo.create("cnn004"), "cnn004-leaky", "run-1", {"profile": "smoke", "data_source": "synthetic"})
+    assert run("list", "cnn004-leaky").output.strip().splitlines()[1].split()[-1] == "no"  # never chosen for you
 
 
 def test_info_json_has_recipe_provenance_parameters_and_weights():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import pytest
@@ -35,8 +36,10 @@ def trained(entry: str = ENTRY, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def meta(test_accuracy: float = 0.7, val_accuracy: float = 0.72) -> dict:
+def meta(test_accuracy: float = 0.7, val_accuracy: float | None = 0.72, profile: str = "full",
+         data_source: str = "cifar10-jpeg.zip") -> dict:
     return {"recipe": zoo.get_entry(ENTRY).recipe.to_dict(), "seed": 3, "data_fingerprint": "abc123",
+            "profile": profile, "data_source": data_source,
             "classes": CLASSES, "mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26], "input_size": 32,
             "metrics": {"val_accuracy": val_accuracy, "test_accuracy": test_accuracy, "test_loss": 0.9}}
 
@@ -48,7 +51,7 @@ def test_store_lives_under_cifarzoo_home(home):
 def test_save_then_load_reproduces_identical_logits(home):
     model = trained()
     path, sha = save_weights(model, ENTRY, "run-1", meta())
-    assert path == home / "weights" / ENTRY / "run-1.safetensors" and sha == sha256_file(path)
+    assert path.parent == home / "weights" / ENTRY and path.name.startswith("run-1.") and sha == sha256_file(path)
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         expected = model(x)
@@ -77,27 +80,32 @@ def test_sidecar_records_provenance(home):
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
-def test_find_best_picks_the_highest_test_then_validation_accuracy(home):
+def test_local_selection_never_reads_the_test_split(home):
     assert find_best(ENTRY) is None
-    save_weights(trained(seed=1), ENTRY, "a", meta(0.70, 0.80))
-    best, _ = save_weights(trained(seed=2), ENTRY, "b", meta(0.75, 0.70))
-    save_weights(trained(seed=3), ENTRY, "c", meta(0.75, 0.60))
-    assert find_best(ENTRY) == best
+    save_weights(trained(seed=1), ENTRY, "smoke", meta(0.99, 0.99, profile="smoke"))  # never chosen for you
+    save_weights(trained(seed=1), ENTRY, "synthetic", meta(0.99, 0.99, data_source="synthetic"))
+    assert find_best(ENTRY) is None
+    quick, _ = save_weights(trained(seed=1), ENTRY, "quick", meta(0.95, 0.95, profile="quick"))
+    assert find_best(ENTRY) == quick
+    save_weights(trained(seed=2), ENTRY, "a", meta(0.90, 0.70))  # higher test accuracy, lower validation
+    best, _ = save_weights(trained(seed=3), ENTRY, "b", meta(0.60, 0.80))
+    assert find_best(ENTRY) == best  # full beats quick; then validation accuracy decides
     assert zoo.load(ENTRY).cifarzoo.weights == str(best)
+    assert zoo.load(ENTRY, weights="local").cifarzoo.weights == str(best)
+    with torch.no_grad():  # a smoke run loads when asked for by file
+        zoo.load(ENTRY, weights=str(next((home / "weights" / ENTRY).glob("smoke.*.safetensors"))))
 
 
-def test_the_store_never_overwrites(home):
+def test_every_attempt_gets_its_own_file(home):
     path, sha = save_weights(trained(seed=1), ENTRY, "run-1", meta())
     before = path.read_bytes(), path.with_suffix(".json").read_bytes()
-    with pytest.raises(CifarzooError, match="already exist"):
-        save_weights(trained(seed=2), ENTRY, "run-1", meta(0.9))
+    other, new_sha = save_weights(trained(seed=2), ENTRY, "run-1", meta(0.9))
+    assert other != path and new_sha != sha and sha256_file(other) == new_sha
     assert (path.read_bytes(), path.with_suffix(".json").read_bytes()) == before
-    _, new_sha = save_weights(trained(seed=2), ENTRY, "run-1", meta(0.9), overwrite=True)
-    assert new_sha != sha and sha256_file(path) == new_sha
 
 
 def test_no_weights_says_how_to_produce_them(home):
-    with pytest.raises(CifarzooError, match=r"no trained weights for 'tinyvgg-norm'.*`cifarzoo train tinyvgg-norm`"):
+    with pytest.raises(CifarzooError, match=r"no trained weights for 'tinyvgg-norm'.*`cifarzoo train tinyvgg-norm"):
         zoo.load("tinyvgg-norm")
     with pytest.raises(CifarzooError, match="does not exist"):
         zoo.load(ENTRY, weights=str(home / "nowhere.safetensors"))
@@ -109,12 +117,12 @@ def test_truncated_file_is_refused_and_kept(home):
     path.write_bytes(blob[: len(blob) // 2])
     with pytest.raises(CifarzooError, match="sha256"):
         zoo.load(ENTRY)
-    path.with_suffix(".json").unlink()  # without a sidecar the file itself is found unreadable
-    with pytest.raises(CifarzooError, match="not a readable safetensors file"):
+    path.with_suffix(".json").unlink()  # without a sidecar nothing vouches for the file: refused
+    with pytest.raises(CifarzooError, match="has no sidecar"):
         zoo.load(ENTRY, weights=str(path))
     path.write_bytes(b"\x00" * 64)
     with pytest.raises(CifarzooError, match="not a readable safetensors file"):
-        read_weights(path)
+        read_weights(path, sha256=sha256_file(path))
     assert path.exists()  # errors never delete anything
 
 
@@ -131,9 +139,10 @@ def test_weights_of_another_entry_are_refused(home):
     path, _ = save_weights(trained(), ENTRY, "run-1", meta())
     with pytest.raises(CifarzooError, match="belongs to entry 'cnn004-relu', not 'cnn004-leaky'"):
         zoo.load("cnn004-leaky", weights=str(path))
+    sha = sha256_file(path)
     path.with_suffix(".json").unlink()  # the entry is in the safetensors header too
     with pytest.raises(CifarzooError, match="belongs to entry 'cnn004-relu'"):
-        zoo.load("cnn004-leaky", weights=str(path))
+        read_weights(path, "cnn004-leaky", sha256=sha)
 
 
 def test_weights_of_another_shape_are_refused(home):
@@ -154,9 +163,10 @@ def test_pinned_weights_are_fetched_and_checked_by_sha256(home, tmp_path):
         hub._resolve(entry, None)
     assert not list((store_dir() / ENTRY).iterdir())  # nothing stored
     entry = dataclasses.replace(entry, weights_sha256=sha)
-    path = hub._resolve(entry, None)
+    path, expected, _ = hub._resolve(entry, None)
+    assert expected == sha
     assert path.parent == store_dir() / ENTRY and sha256_file(path) == sha
-    state, _ = read_weights(path, ENTRY)
+    state, _ = read_weights(path, ENTRY, sha256=expected)
     assert set(state) == set(trained().state_dict())
 
 
@@ -176,9 +186,96 @@ def test_finetune_entries_load_without_imagenet_weights(home, monkeypatch):
     e = zoo.get_entry("mobilenetv3-small-ft")
     torch.manual_seed(0)
     model = zoo.create(e.architecture).eval()  # stands in for a fine-tuned network
-    save_weights(model, e.name, "run-1", {"metrics": {"test_accuracy": 0.8}})
+    save_weights(model, e.name, "run-1", {"profile": "full", "data_source": "cifar10-jpeg.zip",
+                                          "metrics": {"test_accuracy": 0.8}})
     loaded = zoo.load(e.name)
     assert loaded.cifarzoo.input_size == 224 and loaded.cifarzoo.mean == (0.485, 0.456, 0.406)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+
+
+# ----------------------------------------------------------------------------- published weights
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A package folder of published weights holding one float16 file of ENTRY."""
+    from safetensors.torch import save
+
+    from zoo import published
+
+    folder = tmp_path / "published"
+    folder.mkdir()
+    monkeypatch.setattr(published, "FOLDER", folder)
+    model = trained()
+    blob = save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
+                metadata={"entry": ENTRY})
+    (folder / f"{ENTRY}.safetensors").write_bytes(blob)
+    record = published.Weights(
+        entry=ENTRY, file=f"{ENTRY}.safetensors", sha256=hashlib.sha256(blob).hexdigest(), dtype="float16",
+        profile="full", run_id="r", seed=1, seeds=(0, 1, 2), data={"source": "cifar10-jpeg.zip"},
+        metrics={"test_accuracy": 0.8, "val_accuracy": 0.79}, recipe={}, num_params=1_365_930,
+        classes=tuple(CLASSES), mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2), input_size=32, tta="none", default=True)
+    published.write_manifest([record], folder)
+    return folder, model, record
+
+
+def test_published_default_loads_offline_in_float32(shipped, home):
+    folder, model, record = shipped
+    weights = zoo.get_weights(ENTRY)
+    assert weights.DEFAULT == record and len(weights) == 1 and zoo.get_weights("cnn3-basic").DEFAULT is None
+    loaded = zoo.load(ENTRY)  # no local runs at all: the package's file
+    assert loaded.cifarzoo.weights == str(folder / record.file) and loaded.cifarzoo.metrics["test_accuracy"] == 0.8
+    assert loaded.cifarzoo.mean == (0.4, 0.4, 0.4) and all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():  # float16 storage: equal to the float32 net within float16 rounding
+        torch.testing.assert_close(loaded(x), model(x), rtol=2e-2, atol=2e-2)
+    save_weights(trained(seed=5), ENTRY, "local", meta())
+    assert zoo.load(ENTRY).cifarzoo.weights == str(folder / record.file)  # the published DEFAULT comes first
+    assert zoo.load(ENTRY, weights="local").cifarzoo.weights != str(folder / record.file)
+
+
+def test_a_tampered_published_file_is_refused(shipped):
+    folder, _, record = shipped
+    blob = bytearray((folder / record.file).read_bytes())
+    blob[-1] ^= 0xFF
+    (folder / record.file).write_bytes(bytes(blob))
+    with pytest.raises(CifarzooError, match="does not match the sha256 in its published record"):
+        zoo.load(ENTRY)
+    with pytest.raises(CifarzooError, match="publishes no weights for 'cnn3-basic'"):
+        zoo.load("cnn3-basic", weights="published")
+
+
+def _shipped_records():
+    from zoo.published import read_manifest
+
+    return read_manifest()
+
+
+def test_the_package_ships_weights_within_its_size_budget():
+    records = _shipped_records()
+    assert records, "no weights are published in zoo/published_weights"
+    total = sum(w.path.stat().st_size for w in records)
+    assert total <= 20e6, f"published weights take {total / 1e6:.1f} MB, over the 20 MB budget"
+    assert len({w.entry for w in records if w.default}) == len([w for w in records if w.default])  # one DEFAULT each
+
+
+@pytest.mark.parametrize("record", _shipped_records(), ids=lambda w: w.entry)
+def test_each_published_record_is_true(record):
+    """torchvision's meta-test habit: what a record says is recomputed from the file, not trusted."""
+    from safetensors import safe_open
+
+    entry = zoo.get_entry(record.entry)
+    assert record.path.is_file() and sha256_file(record.path) == record.sha256
+    with safe_open(str(record.path), framework="pt") as f:
+        dtypes = {str(f.get_tensor(k).dtype) for k in f.keys() if f.get_tensor(k).is_floating_point()}
+        assert f.metadata()["entry"] == record.entry
+    assert dtypes == {f"torch.{record.dtype}"}
+    model = zoo.load(record.entry, weights=record)
+    assert sum(p.numel() for p in model.parameters()) == record.num_params == entry.num_params
+    assert record.profile == "full" and record.seed in record.seeds and record.data["lossy"] in (True, False)
+    assert (record.input_size, record.tta) == (entry.recipe.input_size, entry.recipe.tta)
+    m = record.metrics
+    assert 0 < m["test_accuracy"] <= 1 and abs(m["test_accuracy"] - m["test_accuracy_fp32"]) <= 0.0005
+    assert m["n_seeds"] == len(record.seeds)

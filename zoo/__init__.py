@@ -19,7 +19,7 @@ from zoo.recipe import EarlyStopping, Recipe
 
 __all__ = [
     "CifarzooError", "EarlyStopping", "Entry", "Recipe", "Reported",
-    "create", "get_entry", "info", "list_architectures", "list_models", "load",
+    "create", "get_entry", "get_weights", "info", "list_architectures", "list_models", "load",
 ]
 
 _loaded = False
@@ -75,9 +75,22 @@ def info(entry: str) -> dict[str, Any]:
     return entry_info(entry)
 
 
-def load(entry: str, weights: str | None = None) -> Any:
-    """A trained network for `entry` in eval mode; `weights` may name a .safetensors file."""
+def load(entry: str, weights: Any = None) -> Any:
+    """A trained network for `entry` in eval mode, with `.cifarzoo` metadata.
+
+    `weights`: None (the weights the package publishes for the entry, else the best local run), "published",
+    "local", a record from `get_weights`, or the path of a .safetensors file.
+    """
     _ensure_registered()
     from zoo.hub import load as _load
 
     return _load(entry, weights)
+
+
+def get_weights(entry: str) -> Any:
+    """The weights the package publishes for `entry` (records with `.DEFAULT`; empty if none)."""
+    _ensure_registered()
+    get_entry(entry)  # an unknown name fails in one sentence
+    from zoo.published import get_weights as _get
+
+    return _get(entry)

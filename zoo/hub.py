@@ -1,15 +1,14 @@
 """`zoo.load` and `zoo.info`: trained networks with their preprocessing, and what the zoo knows of an entry.
 
-`load` resolves the weights in order: an explicit file, the local store's best run of the entry,
-then the entry's pinned URL (checked by sha256). The network comes back in eval mode with a
+`load` resolves the weights in order: an explicit file or record, the weights the package publishes for
+the entry (`zoo.published`, checked by sha256, offline), the local store's best run (chosen without the
+test split), then the entry's pinned URL (checked by sha256). The network comes back in eval mode with a
 `cifarzoo` attribute (`LoadedInfo`) carrying the entry, class names, mean/std, input size and metrics.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from zoo.entry import Entry
 from zoo.errors import CifarzooError
+from zoo.published import Weights, get_weights
 from zoo.registry import create, get_entry
 from zoo.weights import find_best, read_weights, store_dir
 
@@ -53,11 +53,15 @@ def build(entry: Entry | str, pretrained: bool = False) -> Any:
     return create(entry.architecture, **kwargs)
 
 
-def load(name: str, weights: str | os.PathLike | None = None) -> Any:
-    """The trained network of entry `name` in eval mode, with `.cifarzoo` (LoadedInfo)."""
+def load(name: str, weights: str | os.PathLike | Weights | None = None) -> Any:
+    """The trained network of entry `name` in eval mode, with `.cifarzoo` (LoadedInfo).
+
+    `weights`: None (the published DEFAULT, else the best local run), "published", "local", a published
+    `Weights` record, or the path of a .safetensors file (with its sidecar).
+    """
     entry = get_entry(name)
-    path = _resolve(entry, weights)
-    state, meta = read_weights(path, entry.name)
+    path, expected, meta = _resolve(entry, weights)
+    state, side = read_weights(path, entry.name, sha256=expected)
     model = build(entry)
     try:
         model.load_state_dict(state, strict=True)
@@ -65,7 +69,7 @@ def load(name: str, weights: str | os.PathLike | None = None) -> Any:
         raise CifarzooError(f"weights file {path} does not fit entry '{entry.name}' (wrong keys or shapes: it was "
                             "trained for another architecture or configuration).") from err
     model.eval()
-    model.cifarzoo = _loaded_info(entry, meta, path)
+    model.cifarzoo = _loaded_info(entry, meta or side, path)
     return model
 
 
@@ -77,10 +81,12 @@ def entry_info(name: str, count: bool = True) -> dict[str, Any]:
     """
     entry = get_entry(name)
     best = find_best(entry.name)
+    published = get_weights(entry.name).DEFAULT
     data = entry.to_dict()
     params = entry.num_params if not count and entry.num_params is not None else count_params(entry)
     data.update(recipe=entry.recipe.to_dict(), params=params, weights_present=best is not None,
-                weights=str(best) if best else None, store=str(store_dir() / entry.name))
+                weights=str(best) if best else None, store=str(store_dir() / entry.name),
+                published=published.to_dict() if published else None)
     return data
 
 
@@ -94,48 +100,51 @@ def count_params(entry: Entry | str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _resolve(entry: Entry, weights: str | os.PathLike | None) -> Path:
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise CifarzooError(f"weights file {path} does not exist; check the path.")
-        return path
-    best = find_best(entry.name)
-    if best is not None:
-        return best
-    if entry.weights_url:
-        return _fetch_pinned(entry)
-    raise CifarzooError(f"no trained weights for '{entry.name}' in {store_dir()}; produce them with "
-                        f"`cifarzoo train {entry.name}`.")
+def _resolve(entry: Entry, weights: str | os.PathLike | Weights | None) -> tuple[Path, str | None, dict | None]:
+    """(file, the sha256 it must have if a published record says so, that record as metadata)."""
+    if isinstance(weights, Weights):
+        return weights.path, weights.sha256, weights.to_dict()
+    if weights in (None, "published"):
+        default = get_weights(entry.name).DEFAULT
+        if default is not None:
+            return default.path, default.sha256, default.to_dict()
+        if weights == "published":
+            raise CifarzooError(f"cifarzoo publishes no weights for '{entry.name}'; `cifarzoo list` shows which "
+                                "entries have them, or train it with `cifarzoo train " + entry.name + "`.")
+    if weights in (None, "local"):
+        best = find_best(entry.name)
+        if best is not None:
+            return best, None, None
+        if entry.weights_url and weights is None:
+            return _fetch_pinned(entry), entry.weights_sha256, None
+        raise CifarzooError(f"no trained weights for '{entry.name}' (none published, none of a full or quick run on "
+                            f"real data in {store_dir()}); produce them with `cifarzoo train {entry.name} --profile "
+                            "full`, or pass a weights file.")
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise CifarzooError(f"weights file {path} does not exist; check the path.")
+    return path, None, None
 
 
 def _fetch_pinned(entry: Entry) -> Path:
     """Download the entry's pinned weights into the store, checked against weights_sha256."""
+    from zoo.files import sha256_bytes, write_atomic
+
     if not entry.weights_sha256:
         raise CifarzooError(f"entry '{entry.name}' pins {entry.weights_url} without a sha256; it cannot be trusted.")
-    folder = store_dir() / entry.name
-    path = folder / f"pinned-{entry.weights_sha256[:12]}.safetensors"
+    path = store_dir() / entry.name / f"pinned-{entry.weights_sha256[:12]}.safetensors"
     if path.is_file():
         return path
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".download.", suffix=".tmp")
-    os.close(fd)
     try:
-        try:
-            with urllib.request.urlopen(entry.weights_url, timeout=30) as response:
-                blob = response.read()
-        except OSError as err:
-            raise CifarzooError(f"pinned weights of '{entry.name}' ({entry.weights_url}) cannot be downloaded "
-                                f"({err.__class__.__name__}); train them with `cifarzoo train {entry.name}`.") from err
-        if hashlib.sha256(blob).hexdigest() != entry.weights_sha256:
-            raise CifarzooError(f"pinned weights of '{entry.name}' from {entry.weights_url} fail their sha256 "
-                                "check; nothing was stored.")
-        Path(tmp).write_bytes(blob)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        with urllib.request.urlopen(entry.weights_url, timeout=30) as response:
+            blob = response.read()
+    except OSError as err:
+        raise CifarzooError(f"pinned weights of '{entry.name}' ({entry.weights_url}) cannot be downloaded "
+                            f"({err.__class__.__name__}); train them with `cifarzoo train {entry.name}`.") from err
+    if sha256_bytes(blob) != entry.weights_sha256:
+        raise CifarzooError(f"pinned weights of '{entry.name}' from {entry.weights_url} fail their sha256 "
+                            "check; nothing was stored.")
+    return write_atomic(path, blob)
 
 
 def _loaded_info(entry: Entry, meta: dict[str, Any], path: Path) -> LoadedInfo:

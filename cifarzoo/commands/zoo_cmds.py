@@ -11,15 +11,19 @@ import click
 def _row(name: str) -> dict[str, Any]:
     """One entry as the list shows it (parameters from the entry's metadata: no model is built)."""
     import zoo
+    from zoo.published import get_weights
     from zoo.weights import find_best
 
     entry = zoo.get_entry(name)
     best = find_best(name)
+    published = get_weights(name).DEFAULT
     return {"name": name, "architecture": entry.architecture, "arch_kwargs": entry.arch_kwargs,
             "family": entry.family, "kind": entry.kind, "report": entry.report, "report_model": entry.report_model,
             "params": entry.num_params, "reported": {"accuracy": entry.reported.accuracy, "loss": entry.reported.loss,
                                                      "where": entry.reported.where, "note": entry.reported.note},
-            "weights_present": best is not None, "weights": str(best) if best else None}
+            "weights_present": best is not None, "weights": str(best) if best else None,
+            "published": published is not None,
+            "published_accuracy": published.metrics.get("test_accuracy") if published else None}
 
 
 def _pct(value: float | None) -> str:
@@ -47,9 +51,11 @@ def list_cmd(pattern: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    header = ("name", "architecture", "kind", "report", "params", "reported acc", "weights")
+    header = ("name", "architecture", "kind", "report", "params", "reported acc", "published", "local")
     table = [header] + [(r["name"], r["architecture"], r["kind"], r["report"], _params(r["params"]),
-                         _pct(r["reported"]["accuracy"]), "yes" if r["weights_present"] else "no") for r in rows]
+                         _pct(r["reported"]["accuracy"]),
+                         _pct(r["published_accuracy"]) if r["published"] else "no",
+                         "yes" if r["weights_present"] else "no") for r in rows]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -99,6 +105,12 @@ def info(entry: str, as_json: bool) -> None:
         lines.append(f"  pretrained    {data['pretrained']}")
     if data["description"]:
         lines.append(f"  description   {data['description']}")
+    published = data["published"]
+    if published:
+        m = published["metrics"]
+        lines.append(f"  published     {published['file']} ({published['dtype']}, seed {published['seed']}): test "
+                     f"{_pct(m['test_accuracy'])} on {published['data']['source']}; "
+                     f"{m['n_seeds']} seeds {_pct(m['test_accuracy_mean'])}")
     stored = data["weights"] or f"none stored (train with `cifarzoo train {data['name']}`)"
-    lines.append(f"  weights       {stored}")
+    lines.append(f"  local         {stored}")
     click.echo("\n".join(lines))
