@@ -7,10 +7,16 @@ distributed executor can take the same plan later; the local one runs them in or
 from __future__ import annotations
 
 import fnmatch
+import json
+import os
+import socket
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
 import zoo
 from benchmark.data import Dataset
@@ -18,6 +24,7 @@ from benchmark.progress import Progress
 from benchmark.records import read_record, record_path
 from benchmark.runner import Run, RunContext, execute, is_done, prepare
 from zoo.errors import CifarzooError
+from zoo.files import write_atomic
 
 
 def resolve_entries(patterns: list[str], all_entries: bool, exclude: list[str]) -> list[str]:
@@ -36,6 +43,9 @@ def resolve_entries(patterns: list[str], all_entries: bool, exclude: list[str]) 
     return [n for n in chosen if not any(fnmatch.fnmatchcase(n, g) for g in exclude)]
 
 
+MAX_SEED = 2**31 - 1  # seeds feed torch generators and run ids; larger ones are typos, not experiments
+
+
 def parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -43,6 +53,9 @@ def parse_seeds(text: str) -> list[int]:
         raise CifarzooError(f"--seeds must be comma-separated integers such as 0,1,2, not '{text}'.") from None
     if not seeds:
         raise CifarzooError("--seeds is empty; give at least one seed, e.g. --seeds 0.")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise CifarzooError(f"seed {bad[0]} is out of range; seeds are integers from 0 to {MAX_SEED}.")
     return list(dict.fromkeys(seeds))
 
 
@@ -50,44 +63,118 @@ def parse_seeds(text: str) -> list[int]:
 class Plan:
     todo: list[Run] = field(default_factory=list)
     done: list[Run] = field(default_factory=list)
+    retry: list[Run] = field(default_factory=list)  # in todo: their failed record is set aside first
 
     @property
     def runs(self) -> list[Run]:
         return self.done + self.todo
 
 
-def make_plan(entries: list[str], seeds: list[int], profile: str, data: Dataset, ctx: RunContext) -> Plan:
-    """One run per (entry, seed); runs whose record exists are done (unless forced)."""
+def make_plan(entries: list[str], seeds: list[int], profile: str, data: Dataset, ctx: RunContext,
+              retry_failed: bool = False) -> Plan:
+    """One run per (entry, seed); runs whose record exists are done (unless forced, or failed and retried)."""
     plan = Plan()
     for name in entries:
         for seed in seeds:
             run = prepare(name, seed, profile, data)
-            (plan.done if is_done(run, ctx.results) and not ctx.force else plan.todo).append(run)
+            if not is_done(run, ctx.results) or ctx.force:
+                plan.todo.append(run)
+            elif retry_failed and read_record(record_path(ctx.results, run.run_id))["status"] == "failed":
+                plan.todo.append(run)
+                plan.retry.append(run)
+            else:
+                plan.done.append(run)
     return plan
 
 
-class Executor(Protocol):
-    def run(self, plan: Plan, ctx: RunContext) -> list[dict[str, Any]]: ...
+@dataclass
+class Outcome:
+    """What the executor did with the plan: new records, and runs left to another process."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    elsewhere: list[tuple[str, str]] = field(default_factory=list)  # (run_id, why: claimed / recorded)
 
 
 class LocalExecutor:
-    """Runs the plan's runs one after another in this process, with an overall progress bar."""
+    """Runs the plan's runs one after another in this process, with an overall progress bar. Each run is
+    claimed first (`claim`): one that another process is running, or has recorded meanwhile, is left to it."""
 
-    def run(self, plan: Plan, ctx: RunContext) -> list[dict[str, Any]]:
+    def run(self, plan: Plan, ctx: RunContext) -> Outcome:
         bar = Progress(len(plan.runs), "bench", ctx.progress, position=0)
         bar.update(len(plan.done), done="(already recorded)") if plan.done else None
-        records = []
+        outcome = Outcome()
         for run in plan.todo:
             t0 = time.perf_counter()
-            record = execute(run, ctx)
-            records.append(record)
-            acc = (record.get("test") or {}).get("accuracy")
-            status = f"{acc:.4f}" if acc is not None else record["status"]
-            bar.write(f"{run.run_id}: {status}  ({time.perf_counter() - t0:.0f}s)"
-                      + (f"  {record['reason']}" if record["reason"] else ""))
+            with claim(ctx.results, run.run_id) as holder:
+                if holder is not None:
+                    outcome.elsewhere.append((run.run_id, f"being run by {holder}"))
+                    bar.write(f"{run.run_id}: left to {holder}, which is running it")
+                elif is_done(run, ctx.results) and not ctx.force and run not in plan.retry:
+                    outcome.elsewhere.append((run.run_id, "recorded by another process"))
+                    bar.write(f"{run.run_id}: recorded by another process meanwhile")
+                else:
+                    if run in plan.retry:
+                        set_aside_failure(ctx.results, run.run_id)
+                    record = execute(run, ctx)
+                    outcome.records.append(record)
+                    bar.write(_line(run, record, time.perf_counter() - t0))
             bar.update(1, last=run.name)
         bar.close()
-        return records
+        return outcome
+
+
+def _line(run: Run, record: dict[str, Any], seconds: float) -> str:
+    acc = (record.get("test") or {}).get("accuracy")
+    status = f"{acc:.4f}" if acc is not None else record["status"]
+    return f"{run.run_id}: {status}  ({seconds:.0f}s)" + (f"  {record['reason']}" if record["reason"] else "")
+
+
+CLAIMS = ".claims"  # <results>/.claims/<run_id>.lock (held while running) and .json (who holds it)
+
+
+@contextmanager
+def claim(results: Path, run_id: str) -> Iterator[str | None]:
+    """Hold run `run_id` for this process while the block runs; yields None when the claim is ours, else who
+    holds it ("pid 123 on host"). The lock is an OS file lock (filelock): a killed process releases it."""
+    from filelock import FileLock, Timeout
+
+    folder = results / CLAIMS
+    folder.mkdir(parents=True, exist_ok=True)
+    lock, who = FileLock(folder / f"{run_id}.lock", timeout=0), folder / f"{run_id}.json"
+    try:
+        lock.acquire()
+    except Timeout:
+        yield _claimant(who)
+        return
+    try:
+        write_atomic(who, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                      "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}), fsync=False)
+        yield None
+    finally:
+        who.unlink(missing_ok=True)
+        lock.release()
+
+
+def _claimant(who: Path) -> str:
+    try:
+        data = json.loads(who.read_text())
+        return f"pid {data['pid']} on {data['host']} (since {data['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def set_aside_failure(results: Path, run_id: str) -> Path:
+    """Move a failed record (and its traceback) to <results>/.failed/ before the run is retried: kept, and
+    out of the leaderboard's way. Returns the record's new path."""
+    record = read_record(record_path(results, run_id))
+    folder = results / ".failed"
+    folder.mkdir(exist_ok=True)
+    stamp = str(record.get("finished_at") or "").replace(":", "") or str(int(time.time()))
+    target = folder / f"{run_id}.{stamp}.json"
+    os.replace(record_path(results, run_id), target)
+    if record.get("traceback_file") and (results / record["traceback_file"]).is_file():
+        os.replace(results / record["traceback_file"], folder / f"{run_id}.{stamp}.traceback.txt")
+    return target
 
 
 def collect(plan: Plan, ctx: RunContext) -> list[dict[str, Any]]:
@@ -134,3 +221,69 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{r['entry']:<24} {r['profile']:<7} {r['seeds']:>5} {acc:>15} {r['loss']:>7.3f} "
                      f"{r['params']:>10,} {speed:>7} {r['train_s']:>8.1f}")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the bench, as a function
+
+
+@dataclass
+class BenchResult:
+    """What `bench` did: the plan, the records of every planned run, and where the site went."""
+
+    plan: Plan
+    outcome: Outcome
+    records: list[dict[str, Any]]  # every planned run's record, new or already there
+    site: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """Failed records of the plan, new or recorded earlier: a bench with any of them did not succeed."""
+        return [r for r in self.records if r["status"] == "failed"]
+
+    def below(self, accuracy: float) -> list[dict[str, Any]]:
+        """Summary rows whose mean test accuracy is under `accuracy` (a fraction): for `--fail-under`."""
+        return [row for row in summary_rows(self.records)
+                if row["accuracy_mean"] is not None and row["accuracy_mean"] < accuracy]
+
+
+def bench(entries: list[str] | tuple[str, ...] = (), *, all_entries: bool = False, exclude: tuple[str, ...] = (),
+          data: str | Dataset = "cifar10", profile: str = "smoke", seeds: list[int] | None = None,
+          results: str | Path = "results", site: str | Path | None = "site", site_images: bool = True,
+          device: str = "cpu", force: bool = False, retry_failed: bool = False, progress: str = "quiet",
+          command: str = "", on_plan: Any = None) -> BenchResult:
+    """Plan (entry x seed) runs, do the ones not recorded yet, build the site: what `cifarzoo bench` does.
+
+        >>> from benchmark import bench
+        >>> result = bench(["cnn3-basic"], data="synthetic", profile="smoke", results="out", site=None)
+        >>> [r["test"]["accuracy"] for r in result.records]
+
+    `on_plan(plan, dataset)` is called once the plan is known, before any run starts.
+    """
+    from benchmark.data import load_dataset
+    from benchmark.fastpath import environment_override
+    from benchmark.profiles import get_profile
+    from benchmark.records import check_results_dir
+
+    environment_override()  # a bad $CIFARZOO_PRECISION fails here, not in every run
+    names = resolve_entries(list(entries), all_entries, list(exclude))
+    seeds = list(seeds) if seeds is not None else list(get_profile(profile).seeds)
+    results, site = Path(results), Path(site) if site is not None else None
+    check_results_dir(results)
+    if site is not None:
+        from leaderboard.build import check_out
+
+        check_out(site, results)  # a --site folder that is not a site is refused before any training
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    ctx = RunContext(results, dataset, device, command, progress, force)
+    plan = make_plan(names, seeds, profile, dataset, ctx, retry_failed=retry_failed)
+    if on_plan is not None:
+        on_plan(plan, dataset)
+    outcome = LocalExecutor().run(plan, ctx)
+    result = BenchResult(plan, outcome, collect(plan, ctx))
+    if site is not None:
+        from leaderboard.build import build_site
+
+        report = build_site(results, site, data_source=dataset if site_images else None)
+        result.site, result.warnings = report.index, report.warnings
+    return result

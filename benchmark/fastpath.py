@@ -63,18 +63,24 @@ def choose(precision: str, channels_last: bool | None, device: str = "cpu") -> F
     else:
         figures = probe(device)
         chosen = FastPath(figures["choice"]["precision"], figures["choice"]["channels_last"], "probe", figures)
-    env = os.environ.get(ENV, "").strip().lower()
+    env = environment_override()
     if precision == "auto" and env:
-        if env not in PRECISIONS:
-            from zoo.errors import CifarzooError
-
-            raise CifarzooError(f"${ENV} is '{env}'; set it to fp32 or bf16, or unset it to let the probe decide.")
         chosen = FastPath(env, chosen.channels_last, "environment", chosen.probe)
     if precision != "auto":
         chosen = FastPath(precision, chosen.channels_last, "recipe", chosen.probe)
     if channels_last is not None:
         chosen = FastPath(chosen.precision, channels_last, chosen.source, chosen.probe)
     return chosen
+
+
+def environment_override() -> str | None:
+    """$CIFARZOO_PRECISION (fp32 or bf16), None when unset; any other value is a user error."""
+    env = os.environ.get(ENV, "").strip().lower()
+    if env and env not in PRECISIONS:
+        from zoo.errors import CifarzooError
+
+        raise CifarzooError(f"${ENV} is '{env}'; set it to fp32 or bf16, or unset it to let the probe decide.")
+    return env or None
 
 
 # ----------------------------------------------------------------------------- the probe
@@ -106,9 +112,9 @@ def probe(device: str = "cpu", *, refresh: bool = False) -> dict[str, Any]:
             log.warning("fast-path cache %s is unreadable; probing again", path)
     result = measure(device)
     try:
-        from benchmark.records import write_text_atomic
+        from zoo.files import write_atomic
 
-        write_text_atomic(path, json.dumps(result, indent=1) + "\n")
+        write_atomic(path, json.dumps(result, indent=1) + "\n")
     except Exception as err:  # an unwritable home only costs a probe next time
         log.warning("could not cache the fast-path probe in %s: %s", path, err)
     return result

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import tempfile
 import warnings
@@ -30,14 +29,13 @@ import torch
 from torch import nn
 
 from benchmark.modelstats import cpu_fp32_eval
-from zoo.errors import CifarzooError
+from zoo.errors import CifarzooError, one_line
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 PARITY_MIN_AGREEMENT = 0.999  # top-1 agreement below this marks an export as failing parity
 EXPORTERS = ("dynamo", "torchscript")
 SPINNING_MODES = ("off", "on", "run")
 SPINNING = "off"  # decided by measurement, see tests/perf/perf_inference.py --spinning and the README
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -60,7 +58,7 @@ def export_onnx(model: nn.Module, path: Path, input_size: int = 32, opset: int =
     example = torch.randn(2, 3, input_size, input_size)
     failures = []
     for exporter in EXPORTERS:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", suffix=".onnx", dir=path.parent)
         os.close(fd)
         try:
             _export(net, example, Path(tmp), opset, exporter)
@@ -68,7 +66,7 @@ def export_onnx(model: nn.Module, path: Path, input_size: int = 32, opset: int =
             os.replace(tmp, path)
             return ExportResult(True, path, None, opset, path.stat().st_size, exporter)
         except Exception as err:  # noqa: BLE001 (any exporter failure is a recorded reason)
-            failures.append(f"{exporter}: {_one_line(err)}")
+            failures.append(f"{exporter}: {one_line(err, root=True, limit=200)}")
         finally:
             Path(tmp).unlink(missing_ok=True)
     return ExportResult(False, None, "ONNX export failed (" + "; ".join(failures) + ")", opset, None)
@@ -137,18 +135,6 @@ def check_output_path(path: Path) -> None:
         ) from None
 
 
-def _one_line(err: BaseException) -> str:
-    """The root cause of an exporter error, as one short line (the outer errors are generic advice)."""
-    for _ in range(10):
-        inner = err.__cause__ or err.__context__
-        if inner is None:
-            break
-        err = inner
-    lines = [ln.strip() for ln in _ANSI.sub("", str(err)).splitlines() if ln.strip()]
-    text = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
 def ort_session(path: Path, threads: int, device: str = "cpu", spinning: str = SPINNING) -> Any:
     """An ONNX Runtime session: full graph optimisation, `threads` intra-op threads, one inter-op thread.
 
@@ -178,7 +164,8 @@ def ort_session(path: Path, threads: int, device: str = "cpu", spinning: str = S
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as err:  # noqa: BLE001 (ORT raises its own exception types for bad files)
         raise CifarzooError(
-            f"ONNX Runtime cannot load '{path}' ({_one_line(err)}); re-export it with `cifarzoo export`."
+            f"ONNX Runtime cannot load '{path}' ({one_line(err, root=True, limit=200)}); "
+            "re-export it with `cifarzoo export`."
         ) from None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -11,8 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmark.machine import cpu_name
 from benchmark.schema import READABLE_VERSIONS, SCHEMA_VERSION, upgrade, validate
 from zoo.errors import CifarzooError
+from zoo.files import write_atomic
 
 
 def run_id(entry: str, recipe: dict[str, Any], arch_kwargs: dict[str, Any], seed: int, profile: str,
@@ -27,30 +28,9 @@ def record_path(results: Path, rid: str) -> Path:
 
 
 def write_json_atomic(path: Path, data: Any, *, overwrite: bool = False) -> None:
-    """Write JSON atomically (see `write_text_atomic`); an existing file is kept unless `overwrite`."""
-    if path.exists() and not overwrite:
-        raise CifarzooError(f"{path} exists and is never overwritten; pass --force to replace it.")
-    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temp file and rename: readers never see half a file, and a full disk leaves the
-    old state (no file, or the previous one) in place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise CifarzooError(f"the disk is full while writing {path}; nothing was left half-written.") from None
-        if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-            raise CifarzooError(f"cannot write to {path.parent} (permission denied); choose another folder.") from None
-        raise
+    """Write JSON atomically (zoo.files.write_atomic); an existing file is kept unless `overwrite`, even
+    one another process writes at the same moment."""
+    write_atomic(path, json.dumps(data, indent=1) + "\n", overwrite=overwrite)
 
 
 def write_record(results: Path, record: dict[str, Any], *, force: bool = False) -> Path:
@@ -76,9 +56,13 @@ def read_record(path: Path) -> dict[str, Any]:
 
 
 def check_results_dir(results: Path) -> None:
-    """Fail early, in one sentence, if results cannot be written or hold another schema version."""
+    """Fail early, in one sentence, if results cannot be written or hold another schema version; remove
+    what killed processes left there (temporary files of half-written records)."""
+    from zoo.files import clean_stale
+
     try:
         results.mkdir(parents=True, exist_ok=True)
+        clean_stale(results)
         probe = results / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
@@ -110,7 +94,7 @@ def environment(device: str) -> dict[str, Any]:
 
     return {
         "device": device,
-        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else _cpu_name(),
+        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else cpu_name(),
         "threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -119,13 +103,3 @@ def environment(device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "cifarzoo": __version__,
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or 'CPU'} ({os.cpu_count()} cores)"

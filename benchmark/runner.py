@@ -21,12 +21,25 @@ import torch
 import zoo
 from benchmark.data import Dataset
 from benchmark.profiles import Profile, get_profile
-from benchmark.records import environment, record_path, run_id, write_record, write_text_atomic
-from benchmark.schema import SCHEMA_VERSION
+from benchmark.records import environment, record_path, run_id, write_record
+from benchmark.schema import (
+    SCHEMA_VERSION,
+    DataSection,
+    Durations,
+    EntrySection,
+    ModelSection,
+    OnnxSection,
+    Record,
+    TestSection,
+    TimingSection,
+    Training,
+    WeightsSection,
+)
+from zoo.cifar10 import NORMALIZATION
 from zoo.entry import Entry
+from zoo.errors import CifarzooError, one_line
+from zoo.files import write_atomic
 from zoo.recipe import Recipe
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class RunStopped(Exception):
@@ -77,6 +90,7 @@ def prepare(entry_name: str, seed: int, profile_name: str, data: Dataset, *,
             recipe_overrides: dict[str, Any] | None = None, arch_overrides: dict[str, Any] | None = None,
             sweep: dict[str, Any] | None = None) -> Run:
     entry = zoo.get_entry(entry_name)
+    check_classes(entry, data)  # refused before any run starts
     profile = get_profile(profile_name)
     recipe = profile.apply(entry.recipe.replace(**(recipe_overrides or {})))
     arch_kwargs = {**entry.arch_kwargs, **(arch_overrides or {})}
@@ -100,45 +114,80 @@ def skip_reason(run: Run) -> str | None:
             "pass --imagenet-weights DIR or put them in the torch hub cache.")
 
 
-def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
+def execute(run: Run, ctx: RunContext) -> Record:
     """Do the run and write its record (ok, failed or skipped); returns the record."""
-    started = _now()
     t0 = time.perf_counter()
-    record = _base_record(run, ctx, started)
+    record = base_record(run, ctx)
     reason = skip_reason(run)
     if reason:
         record.update(status="skipped", reason=reason)
     else:
         try:
-            record.update(_train_evaluate_time(run, ctx, record))
+            _steps(run, ctx, record)
             record["status"] = "ok"
         except KeyboardInterrupt:
             raise  # the checkpoint of the last finished epoch stays; no record is written
         except RunStopped as stop:
+            (ctx.checkpoints / f"{run.run_id}.ckpt").unlink(missing_ok=True)  # a stopped run is never resumed
             record.update(status="skipped", reason=str(stop), history=stop.history)
         except Exception as err:  # isolation: a failing run becomes a failed record, the bench goes on
             tb_file = f"{run.run_id}.traceback.txt"
-            write_text_atomic(ctx.results / tb_file, traceback.format_exc())
-            record.update(status="failed", reason=_one_line(err), traceback_file=tb_file)
+            write_atomic(ctx.results / tb_file, traceback.format_exc())
+            record.update(status="failed", reason=one_line(err), traceback_file=tb_file)
     record["finished_at"] = _now()
     record["durations"]["total_s"] = time.perf_counter() - t0
     write_record(ctx.results, record, force=ctx.force)
     return record
 
 
-def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> dict[str, Any]:
-    from benchmark import metrics
+def _steps(run: Run, ctx: RunContext, record: Record) -> None:
+    """The steps of an ok run, each filling its section: data -> training -> test -> weights -> ONNX -> timing."""
+    from benchmark.train import peek_checkpoint, resolve_fast_path
+
+    durations = record["durations"]
+    ckpt = ctx.checkpoints / f"{run.run_id}.ckpt"
+    fast = resolve_fast_path(run.recipe, ctx.device, peek_checkpoint(ckpt))  # the probe's choice, or a checkpoint's
+    recipe = run.recipe.replace(precision=fast.precision, channels_last=fast.channels_last)
+    splits = load_splits(run, recipe, ctx)
+    record["data"].update(splits.section)
+    fitted = train(run, recipe, splits, ctx, fast)
+    durations["train_s"] = fitted.train_seconds
+    record.update(history=fitted.history, fast_path=fitted.fast_path, training=Training(
+        best_epoch=fitted.best_epoch, epochs_run=fitted.epochs_run, stopped_early=fitted.stopped_early,
+        stop_reason=fitted.stop_reason))
+    model = fitted.model.float().to(memory_format=torch.contiguous_format).eval()
+    (record["test"], durations["eval_s"]) = _timed(evaluate_test, model, splits, recipe, ctx)
+    record["weights"] = save_run_weights(model, run, recipe, splits, fitted, record["test"], ctx)
+    ckpt.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        (onnx_path, record["onnx"], record["model"]), durations["export_s"] = _timed(
+            export_and_check, model, run, splits, ctx, Path(tmp))
+        record["timing"], durations["timing_s"] = _timed(time_inference, model, onnx_path, run, ctx)
+
+
+def _timed(step: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    return step(*args), time.perf_counter() - t0
+
+
+@dataclass
+class Splits:
+    """The run's data on the device: train (shuffled, augmented), validation (or None), test; and its stats."""
+
+    train: Any
+    val: Any
+    test: Any
+    section: dict[str, Any]  # n_train, n_val, n_test, mean, std for the record's `data`
+
+
+def load_splits(run: Run, recipe: Recipe, ctx: RunContext, eval_batch: int = 500) -> Splits:
+    """Stratified, seeded train/validation split of the train split (the profile's subsets), the test split,
+    normalisation from the training images only, as device-resident loaders."""
     from benchmark.augment import get_policy
-    from benchmark.evaluate import predict
     from benchmark.loader import DeviceLoader
     from benchmark.splits import channel_stats, stratified_split, stratified_subset
-    from benchmark.train import fit, peek_checkpoint, resolve_fast_path
-    from zoo.weights import save_weights
 
-    data, recipe, profile, device = ctx.data, run.recipe, run.profile, torch.device(ctx.device)
-    ckpt = ctx.checkpoints / f"{run.run_id}.ckpt"
-    fast = resolve_fast_path(recipe, device, peek_checkpoint(ckpt))  # the probe's choice, or a checkpoint's
-    recipe = recipe.replace(precision=fast.precision, channels_last=fast.channels_last)
+    data, profile = ctx.data, run.profile
     torch.manual_seed(run.seed)
     if recipe.val_fraction > 0:
         train_idx, val_idx = stratified_split(data.y_train, recipe.val_fraction, seed=run.seed)
@@ -151,21 +200,33 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
 
     def loader(x: torch.Tensor, y: torch.Tensor, train: bool, batch: int) -> DeviceLoader:
         return DeviceLoader(
-            x, y, batch_size=batch, mean=mean, std=std, device=device, shuffle=train, drop_last=False,
+            x, y, batch_size=batch, mean=mean, std=std, device=ctx.device, shuffle=train, drop_last=False,
             seed=run.seed, policy=get_policy(recipe.augment) if train else (), apply_prob=recipe.augment_prob,
             input_size=recipe.input_size, channels_last=recipe.channels_last)
 
-    eval_batch = 500
-    train_loader = loader(data.x_train[train_idx], data.y_train[train_idx], True, recipe.batch_size)
-    val_loader = loader(data.x_train[val_idx], data.y_train[val_idx], False, eval_batch) if len(val_idx) else None
-    test_loader = loader(data.x_test[test_idx], data.y_test[test_idx], False, eval_batch)
-    record["data"].update(n_train=len(train_idx), n_val=len(val_idx), n_test=len(test_idx), mean=mean, std=std)
+    return Splits(
+        train=loader(data.x_train[train_idx], data.y_train[train_idx], True, recipe.batch_size),
+        val=loader(data.x_train[val_idx], data.y_train[val_idx], False, eval_batch) if len(val_idx) else None,
+        test=loader(data.x_test[test_idx], data.y_test[test_idx], False, eval_batch),
+        section={"n_train": len(train_idx), "n_val": len(val_idx), "n_test": len(test_idx), "mean": mean, "std": std})
+
+
+def check_classes(entry: Entry, data: Any) -> None:
+    """The data's classes must be the entry's (a 9- or 11-class folder would crash later, in the metrics)."""
+    expected = list(entry.classes)
+    if list(data.classes) != expected:
+        raise CifarzooError(f"the data has classes {list(data.classes)}, but {entry.name} classifies "
+                            f"{expected}; use a dataset with exactly these class folders.")
+
+
+def train(run: Run, recipe: Recipe, splits: Splits, ctx: RunContext, fast: Any) -> Any:
+    """Build the entry's network (data-dependent init where it has one) and `fit` it, resuming a checkpoint."""
+    from benchmark.progress import Progress
+    from benchmark.train import fit
 
     model = zoo.create(run.entry.architecture, **run.arch_kwargs)
     if hasattr(model, "data_init"):  # data-dependent initialisation (e.g. a whitening first conv)
-        model.data_init(train_loader.plain(5000).float())
-    from benchmark.progress import Progress
-
+        model.data_init(splits.train.plain(5000).float())
     bar = Progress(recipe.max_epochs, f"  {run.run_id}", ctx.progress, position=1, leave=False)
 
     def on_epoch(row: dict[str, Any]) -> None:
@@ -173,75 +234,70 @@ def _train_evaluate_time(run: Run, ctx: RunContext, record: dict[str, Any]) -> d
         if ctx.on_epoch is not None:
             ctx.on_epoch(row)
 
-    fitted = fit(model, recipe, train_loader, val_loader, device=device, checkpoint=ckpt, on_epoch=on_epoch,
-                 fast_path=fast)
-    bar.close()
+    try:
+        return fit(model, recipe, splits.train, splits.val, device=ctx.device,
+                   checkpoint=ctx.checkpoints / f"{run.run_id}.ckpt", on_epoch=on_epoch, fast_path=fast)
+    finally:
+        bar.close()
 
-    t_eval = time.perf_counter()
-    # published test numbers in fp32 whatever the training precision: what users get from these weights
-    logits, labels = predict(fitted.model, test_loader, device, "fp32", tta=recipe.tta)
-    test = metrics.classification_report(logits, labels, len(data.classes))
-    eval_s = time.perf_counter() - t_eval
 
-    model_fp32 = fitted.model.float().to(memory_format=torch.contiguous_format).eval()
+def evaluate_test(model: torch.nn.Module, splits: Splits, recipe: Recipe, ctx: RunContext) -> TestSection:
+    """The test split, read once: fp32 metrics whatever the training precision (what users get)."""
+    from benchmark import metrics
+    from benchmark.evaluate import predict
+
+    logits, labels = predict(model, splits.test, ctx.device, "fp32", tta=recipe.tta)
+    return metrics.classification_report(logits, labels, len(ctx.data.classes))
+
+
+def save_run_weights(model: torch.nn.Module, run: Run, recipe: Recipe, splits: Splits, fitted: Any,
+                     test: TestSection, ctx: RunContext) -> WeightsSection:
+    """Weights and sidecar in the store, under a file name of this attempt's own (the record names it)."""
+    from zoo.weights import save_weights
+
+    data = ctx.data
     selected = next((r for r in fitted.history if r["epoch"] == fitted.best_epoch), {})
-    weights_path, sha = save_weights(model_fp32, run.entry.name, run.run_id, {
+    path, sha = save_weights(model, run.entry.name, run.run_id, {
         "entry": run.entry.name, "recipe": recipe.to_dict(), "arch_kwargs": run.arch_kwargs, "seed": run.seed,
-        "profile": profile.name, "data_source": data.source, "data_fingerprint": data.fingerprint,
-        "data_lossy": data.lossy, "classes": data.classes, "mean": mean, "std": std, "input_size": recipe.input_size,
-        "tta": recipe.tta, "sweep": run.sweep, "train_s": fitted.train_seconds,
+        "profile": run.profile.name, "data_source": data.source, "data_fingerprint": data.fingerprint,
+        "data_lossy": data.lossy, "classes": data.classes, "mean": splits.section["mean"],
+        "std": splits.section["std"], "input_size": recipe.input_size, "tta": recipe.tta, "sweep": run.sweep,
+        "train_s": fitted.train_seconds,
         "metrics": {"val_accuracy": selected.get("val_acc"), "test_accuracy": test["accuracy"],
                     "test_loss": test["loss"]},
-    })  # a file name of this attempt's own: the record names it
-    ckpt.unlink(missing_ok=True)
-
-    onnx_section, timing_section, model_section, export_s, timing_s = _export_and_time(
-        run, ctx, model_fp32, test_loader)
-    return {
-        "durations": {**record["durations"], "train_s": fitted.train_seconds, "eval_s": eval_s,
-                      "export_s": export_s, "timing_s": timing_s},
-        "fast_path": fitted.fast_path,
-        "history": fitted.history,
-        "training": {"best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run,
-                     "stopped_early": fitted.stopped_early, "stop_reason": fitted.stop_reason},
-        "model": model_section,
-        "test": test,
-        "onnx": onnx_section,
-        "timing": timing_section,
-        "weights": {"file": f"{run.entry.name}/{weights_path.name}", "sha256": sha},  # in the weights store
-    }
+    })
+    return WeightsSection(file=f"{run.entry.name}/{path.name}", sha256=sha)  # relative to the weights store
 
 
-def _export_and_time(run: Run, ctx: RunContext, model: torch.nn.Module, test_loader: Any):
+def export_and_check(model: torch.nn.Module, run: Run, splits: Splits, ctx: RunContext,
+                     folder: Path) -> tuple[Path | None, OnnxSection, ModelSection]:
+    """ONNX export and its parity with PyTorch on the test images (the profile's share of them)."""
     from benchmark.modelstats import count_params, flops_per_image
     from benchmark.onnx_export import export_onnx, ort_session, parity
-    from benchmark.timing import BUDGETS, time_both
+    from benchmark.splits import stratified_subset
 
     size = run.recipe.input_size
-    model_section: dict[str, Any] = {"params": count_params(model), "flops_per_image": flops_per_image(model, size),
-                                     "onnx_bytes": None}
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / f"{run.entry.name}.onnx"
-        exported = export_onnx(model, onnx_path, input_size=size)
-        onnx_section: dict[str, Any] = {"exported": exported.ok, "reason": exported.reason, "opset": exported.opset,
-                                        "max_abs_diff": None, "top1_agreement": None, "parity_ok": None}
-        threads = torch.get_num_threads()
-        if exported.ok:
-            model_section["onnx_bytes"] = exported.bytes
-            session = ort_session(onnx_path, threads, ctx.device)
-            images, labels = map(torch.cat, zip(*((x.float().contiguous(), y) for x, y in test_loader.epoch(0))))
-            if run.profile.parity_images is not None and run.profile.parity_images < len(labels):
-                from benchmark.splits import stratified_subset  # a fixed, balanced part of the test split
+    section = ModelSection(params=count_params(model), flops_per_image=flops_per_image(model, size), onnx_bytes=None)
+    exported = export_onnx(model, folder / f"{run.entry.name}.onnx", input_size=size)
+    onnx = OnnxSection(exported=exported.ok, reason=exported.reason, opset=exported.opset, max_abs_diff=None,
+                       top1_agreement=None, parity_ok=None)
+    if not exported.ok:
+        return None, onnx, section
+    section["onnx_bytes"] = exported.bytes
+    session = ort_session(exported.path, torch.get_num_threads(), ctx.device)
+    images, labels = map(torch.cat, zip(*((x.float().contiguous(), y) for x, y in splits.test.epoch(0))))
+    if run.profile.parity_images is not None and run.profile.parity_images < len(labels):
+        images = images[stratified_subset(labels, run.profile.parity_images, seed=0)]  # fixed, balanced
+    onnx.update(parity(model, session, images))
+    return exported.path, onnx, section
 
-                images = images[stratified_subset(labels, run.profile.parity_images, seed=0)]
-            onnx_section.update(parity(model, session, images))
-        export_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        timing = time_both(model, onnx_path if exported.ok else None, size, threads,
-                           BUDGETS[run.profile.timing], ctx.device)
-        timing_s = time.perf_counter() - t1
-    return onnx_section, timing, model_section, export_s, timing_s
+
+def time_inference(model: torch.nn.Module, onnx_path: Path | None, run: Run, ctx: RunContext) -> TimingSection:
+    """PyTorch vs ONNX Runtime by the written protocol (benchmark.timing), in a phase of its own."""
+    from benchmark.timing import BUDGETS, time_both
+
+    return time_both(model, onnx_path, run.recipe.input_size, torch.get_num_threads(), BUDGETS[run.profile.timing],
+                     ctx.device)
 
 
 def _subset(idx: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int, stratified_subset) -> torch.Tensor:
@@ -253,40 +309,36 @@ def _subset(idx: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int, s
 def _normalisation(recipe: Recipe, train_images: torch.Tensor, channel_stats) -> tuple[list[float], list[float]]:
     if recipe.normalize == "dataset":  # statistics of the training split only, as the reports do
         return channel_stats(train_images)
-    if recipe.normalize == "imagenet":
-        return list(IMAGENET_MEAN), list(IMAGENET_STD)
-    if recipe.normalize == "half":
-        return [0.5] * 3, [0.5] * 3
-    return [0.0] * 3, [1.0] * 3  # "none": pixels scaled to [0, 1]
+    mean, std = NORMALIZATION[recipe.normalize]  # "imagenet", "half" (0.5/0.5), "none" (pixels in [0, 1])
+    return list(mean), list(std)
 
 
-def _base_record(run: Run, ctx: RunContext, started: str) -> dict[str, Any]:
+def base_record(run: Run, ctx: RunContext) -> Record:
+    """The record as it stands before any work: every section a run may not reach is null."""
     data = ctx.data
-    return {
-        "schema_version": SCHEMA_VERSION, "run_id": run.run_id, "status": "skipped", "reason": None,
-        "traceback_file": None, "entry": _entry_section(run),
-        "recipe": run.recipe.to_dict(), "seed": run.seed, "profile": run.profile.name,
-        "data": {"source": data.source, "description": data.description, "fingerprint": data.fingerprint,
-                 "lossy": data.lossy, "n_train": None, "n_val": None, "n_test": None, "classes": data.classes,
-                 "mean": None, "std": None, "subset": run.profile.description},
-        "environment": environment(ctx.device), "command": ctx.command, "started_at": started, "finished_at": None,
-        "durations": {"train_s": None, "eval_s": None, "export_s": None, "timing_s": None, "total_s": None},
-        "fast_path": None, "history": [], "training": None, "model": None, "test": None, "onnx": None,
-        "timing": None, "weights": None, "sweep": run.sweep,
-    }
+    return Record(
+        schema_version=SCHEMA_VERSION, run_id=run.run_id, status="skipped", reason=None, traceback_file=None,
+        entry=_entry_section(run), recipe=run.recipe.to_dict(), seed=run.seed, profile=run.profile.name,
+        data=DataSection(source=data.source, description=data.description, fingerprint=data.fingerprint,
+                         lossy=data.lossy, n_train=None, n_val=None, n_test=None, classes=data.classes, mean=None,
+                         std=None, subset=run.profile.description),
+        environment=environment(ctx.device), command=ctx.command, started_at=_now(), finished_at=None,
+        durations=Durations(train_s=None, eval_s=None, export_s=None, timing_s=None, total_s=None),
+        fast_path=None, history=[], training=None, model=None, test=None, onnx=None, timing=None, weights=None,
+        sweep=run.sweep)
 
 
-def _entry_section(run: Run) -> dict[str, Any]:
+def _entry_section(run: Run) -> EntrySection:
     """The entry as registered, its own recipe named by hash (the record's `recipe` is the one that ran)."""
     entry = run.entry.to_dict()
-    del entry["recipe"]
-    return {**entry, "arch_kwargs": run.arch_kwargs, "recipe_sha256": run.entry.recipe.sha256()}
+    for key in ("recipe", "classes"):  # the recipe by hash; the classes are the data section's
+        del entry[key]
+    entry["arch_kwargs"] = run.arch_kwargs  # with any sweep overrides
+    return EntrySection(**entry, recipe_sha256=run.entry.recipe.sha256())
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+

@@ -25,6 +25,7 @@ from leaderboard import perf, plots, samples, sweeps, tables
 from leaderboard.pages import LOSSY_NOTE, SMOKE_NOTE, entry_context
 from leaderboard.records import Gathered, gather
 from zoo.errors import CifarzooError
+from zoo.files import clean_stale, inside, replace_dir
 
 HERE = Path(__file__).parent
 MARKER = ".cifarzoo-site"  # written into every built site; only such folders are ever replaced
@@ -76,14 +77,17 @@ def build_site(results: Path, out: Path, strict: bool = False, data_source: str 
     measured = perf.load_perf(results, add_warning)
     if strict and warnings:
         raise StrictBuildError(warnings)
-    _check_out(out, results)
+    check_out(out, results)
 
     building = out.parent / f".{out.name}.building-{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True)
     try:
+        clean_stale(out.parent)  # builds and swapped-out sites of killed processes
+        shutil.rmtree(building, ignore_errors=True)
+        building.mkdir(parents=True)
         pages, studies = _render(gathered, building, dataset, data_source, measured)
-        _replace(building, out)
+        replace_dir(building, out)
+    except OSError as err:
+        raise _unwritable(err, out) from None
     finally:
         shutil.rmtree(building, ignore_errors=True)
     runs = gathered.runs
@@ -105,7 +109,8 @@ def _dataset(source: str | Any | None, gathered: Gathered, warn: Callable[[str],
     return dataset
 
 
-def _check_out(out: Path, results: Path) -> None:
+def check_out(out: Path, results: Path) -> None:
+    """CifarzooError unless `out` can take a site: new, empty, or a site cifarzoo built."""
     out_abs, results_abs = out.resolve(), results.resolve()
     if out_abs == results_abs or out_abs in results_abs.parents:
         raise CifarzooError(f"output folder '{out}' contains the results folder '{results}'; pass --out "
@@ -117,13 +122,17 @@ def _check_out(out: Path, results: Path) -> None:
                             "with a new or empty folder (a build replaces its whole output folder).")
 
 
-def _replace(new: Path, out: Path) -> None:
-    """Swap the finished build in, so `out` is never half-written."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(new, out)
-    shutil.rmtree(old, ignore_errors=True)
+def _unwritable(err: OSError, out: Path) -> Exception:
+    """A site that cannot be written is the user's to fix: one sentence; the old site is still in place."""
+    import errno
+
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CifarzooError(f"the disk is full while building the site {out}; the previous site (if any) is "
+                             "unchanged: free some space and build again.")
+    if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return CifarzooError(f"cannot write the site next to {out} (read-only or permission denied); pass --out "
+                             "with a writable folder.")
+    return err
 
 
 class _Missing(ChainableUndefined):
@@ -167,14 +176,14 @@ def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any,
                    & (runs["profile"] == row["profile"]) & (runs["fingerprint"] == row["fingerprint"]), "run_id"]]
         note = _sample_note(dataset, data_source, row["fingerprint"])
         context = entry_context(row, records, site, images.get(row["fingerprint"]), note, figures)
-        _write(site / row["page"], env.get_template("entry.html").render(root="../", **context))
+        _write(inside(site, row["page"]), env.get_template("entry.html").render(root="../", **context))
         pages.append(row["page"])
     studies = sweeps.studies_table(trials)
     for study in studies:
         records = [gathered.records[r] for r in trials.loc[trials["study"] == study["study"]].sort_values("trial")
                    ["run_id"]]
         context = sweeps.study_context(study, records, site, figures)
-        _write(site / study["page"], env.get_template("sweep.html").render(root="../", **context))
+        _write(inside(site, study["page"]), env.get_template("sweep.html").render(root="../", **context))
     if measured:
         context = perf.perf_context(measured, site, figures)
         _write(site / perf.PAGE, env.get_template("performance.html").render(root="", **context))
@@ -223,14 +232,16 @@ def _sample_note(dataset: Any, data_source: Any, fingerprint: str) -> str:
 
 
 def _copy_tracebacks(gathered: Gathered, failures: Any, site: Path) -> list[dict[str, Any]]:
-    """Failure rows for the index, with each traceback file copied into site/tracebacks/."""
+    """Failure rows for the index, with each traceback file copied into site/tracebacks/. Only a plain file
+    beside its record is copied (the schema's name check already refused names with folders in them)."""
     rows = tables.to_plain(failures)
     for row in rows:
         row["traceback"] = None
         if row["traceback_file"]:
-            source = gathered.paths[row["run_id"]].parent / row["traceback_file"]
-            if source.is_file():
-                target = site / "tracebacks" / f"{row['run_id']}.txt"
+            folder = gathered.paths[row["run_id"]].parent
+            source = folder / row["traceback_file"]
+            if source.is_file() and not source.is_symlink() and source.resolve().parent == folder.resolve():
+                target = inside(site, f"tracebacks/{row['run_id']}.txt")
                 target.parent.mkdir(exist_ok=True)
                 shutil.copyfile(source, target)
                 row["traceback"] = f"tracebacks/{row['run_id']}.txt"

@@ -13,6 +13,7 @@ from typing import Any
 
 from leaderboard import plots
 from leaderboard.records import dig
+from zoo.files import inside
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # the size is our own rough estimate (README, Performance): airbench94's network, 90.4 % here vs 94 % published
@@ -35,7 +36,7 @@ def entry_context(row: dict[str, Any], records: list[dict[str, Any]], site: Path
     rep = representative(records)
     slug = Path(row["page"]).stem
     classes = dig(rep, "data", "classes") or CIFAR10
-    drawn = _figures(records, rep, classes, site / "assets" / slug, figures)
+    drawn = _figures(records, rep, classes, inside(site, f"assets/{slug}"), figures)
     return {
         "row": row, "slug": slug, "rep": rep, "records": records, "classes": classes,
         "entry": rep["entry"], "recipe": _flat(rep["recipe"] or {}), "data": rep["data"] or {},

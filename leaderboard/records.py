@@ -61,6 +61,8 @@ def gather(results: Path, warn: Callable[[str], None] | None = None) -> Gathered
     warnings = _Warnings(warn)
     for path in sorted(results.rglob("*.json")):
         name = path.relative_to(results).as_posix()
+        if _not_records(name):
+            continue
         record = _read_record(path, name, warnings)
         if record is None:
             continue
@@ -107,7 +109,9 @@ def _read_record(path: Path, name: str, warnings: list[str]) -> dict[str, Any] |
         warnings.append(f"{name} is not readable JSON ({err}); skipped.")
         return None
     if not isinstance(data, dict) or "schema_version" not in data:
-        return None  # some other JSON file (a sweep summary, a config): not ours to judge
+        what = "a JSON object" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        warnings.append(f"{name} is {what} without a schema_version, not a result record; skipped.")
+        return None
     version = data["schema_version"]
     if not isinstance(version, int) or isinstance(version, bool):
         warnings.append(f"record {name} has schema_version {version!r}, which is not an integer; skipped.")
@@ -128,6 +132,13 @@ def _read_record(path: Path, name: str, warnings: list[str]) -> dict[str, Any] |
         warnings.append(f"record {name} is invalid ({'; '.join(problems)}); skipped.")
         return None
     return data
+
+
+def _not_records(name: str) -> bool:
+    """Files under the results folder that are not records: hidden folders (claims, set-aside failures,
+    checkpoints) and the perf scripts' measurements (results/perf/, read by leaderboard.perf)."""
+    parts = name.split("/")
+    return parts[0] == "perf" or any(part.startswith(".") for part in parts)
 
 
 def dig(record: Any, *keys: str | int) -> Any:

@@ -15,7 +15,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+from benchmark import schema
 from benchmark.schema import SCHEMA_VERSION
+from zoo.recipe import EarlyStopping, Recipe
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -33,7 +35,7 @@ PARAMS = {"tinyvgg": 1_186_762, "resnet12": 8_012_234, "gru": 431_370, "vit": 2_
           "mlpmixer": 1_324_298, "mobilenetv3-small": 1_528_106, "resnet18": 11_181_642}
 
 JPEG_DATA = {
-    "source": "/work/shared/datasets/cifar10-jpeg.zip",
+    "source": "cifar10-jpeg.zip",
     "description": "CIFAR-10, JPEG q75 re-encoding (image-folder zip)",
     "fingerprint": "9f2c1e77a0b4d3c2",
     "lossy": True,
@@ -47,38 +49,30 @@ def make_record(entry: str = "tinyvgg-norm", seed: int = 0, profile: str = "quic
     architecture, _, kind = entry.rpartition("-")
     n_test = 1000
     reported = REPORTED.get(entry, (None, None))
-    data = dict(JPEG_DATA, n_train=4000, n_val=1000, n_test=n_test, classes=CLASSES,
-                mean=[0.491, 0.482, 0.447], std=[0.247, 0.243, 0.261], subset=None)
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": _run_id(entry, profile, seed, data["fingerprint"]),
-        "status": status,
-        "reason": None,
-        "traceback_file": None,
-        "entry": {
-            "name": entry, "architecture": architecture, "arch_kwargs": {},
-            "family": FAMILIES.get(architecture, "cnn"), "kind": kind, "report": "000",
-            "report_model": f"{architecture} ({'augmented' if kind == 'aug' else 'normalised'})",
-            "reported": {"accuracy": reported[0], "loss": reported[1], "where": "report 000, tables 1-2",
-                         "note": ""},
-            "pretrained": None, "description": f"{architecture} as report 000 specifies it.",
-        },
-        "recipe": {"optimizer": "adam", "lr": 0.001, "batch_size": 128, "max_epochs": 4,
-                   "augment": "flip-crop" if kind == "aug" else "norm", "normalize": "dataset",
-                   "early_stopping": {"monitor": "val_loss", "patience": 5, "min_delta": 0.0,
-                                      "max_train_val_gap": None}},
-        "seed": seed,
-        "profile": profile,
-        "data": data,
-        "environment": {"device": "cpu", "device_name": "x86_64", "threads": 2, "python": "3.11.2",
-                        "torch": "2.5.1", "torchvision": "0.20.1", "onnxruntime": "1.20.1",
-                        "platform": "Linux-6.1-x86_64", "cifarzoo": "0.1.0"},
-        "command": f"cifarzoo train {entry} --profile {profile} --seed {seed}",
-        "started_at": "2025-01-01T10:00:00Z",
-        "finished_at": "2025-01-01T10:05:00Z",
-        "durations": None, "fast_path": None, "history": [], "training": None, "model": None,
-        "test": None, "onnx": None, "timing": None, "weights": None, "sweep": None,
-    }
+    data = schema.DataSection(**JPEG_DATA, n_train=4000, n_val=1000, n_test=n_test, classes=CLASSES,
+                              mean=[0.491, 0.482, 0.447], std=[0.247, 0.243, 0.261], subset="5,000 training images")
+    recipe = Recipe(batch_size=128, max_epochs=4, augment="aug" if kind == "aug" else "norm",
+                    early_stopping=EarlyStopping("val_loss", patience=5))
+    record: dict[str, Any] = schema.Record(
+        schema_version=SCHEMA_VERSION, run_id=_run_id(entry, profile, seed, data["fingerprint"]), status=status,
+        reason=None, traceback_file=None,
+        entry=schema.EntrySection(
+            name=entry, architecture=architecture, arch_kwargs={}, family=FAMILIES.get(architecture, "cnn"),
+            kind=kind, report="000", report_model=f"{architecture} ({'augmented' if kind == 'aug' else 'normalised'})",
+            reported=schema.Reported(accuracy=reported[0], loss=reported[1], where="report 000, tables 1-2", note="",
+                                     per_class_accuracy={}),
+            pretrained=None, description=f"{architecture} as report 000 specifies it.",
+            num_params=PARAMS.get(architecture, 1_000_000), weights_url=None, weights_sha256=None,
+            recipe_sha256=recipe.sha256()),
+        recipe=recipe.to_dict(), seed=seed, profile=profile, data=data,
+        environment=schema.EnvironmentSection(
+            device="cpu", device_name="x86_64 (2 cores)", threads=2, python="3.11.2", torch="2.5.1",
+            torchvision="0.20.1", onnxruntime="1.20.1", platform="Linux-6.1-x86_64", cifarzoo="0.1.0"),
+        command=f"cifarzoo train {entry} --profile {profile} --seed {seed}",
+        started_at="2025-01-01T10:00:00Z", finished_at="2025-01-01T10:05:00Z",
+        durations=schema.Durations(train_s=None, eval_s=None, export_s=None, timing_s=None, total_s=60.0),
+        fast_path=None, history=[], training=None, model=None, test=None, onnx=None, timing=None, weights=None,
+        sweep=None)
     if status == "ok":
         record.update(_ok_sections(rng, architecture, accuracy, n_test))
     else:
@@ -121,8 +115,8 @@ def _ok_sections(rng: random.Random, architecture: str, accuracy: float, n_test:
     return {
         "durations": {"train_s": 50.0 + rng.uniform(0, 5), "eval_s": 1.2, "export_s": 2.0, "timing_s": 6.0,
                       "total_s": 60.0},
-        "fast_path": {"device_resident": True, "bf16": False, "channels_last": True, "compile": False,
-                      "fused_optimizer": False},
+        "fast_path": schema.FastPathSection(device_resident=True, precision="fp32", bf16=False, channels_last=True,
+                                            compile=False, fused_optimizer=False, chosen_by="probe"),
         "history": history,
         "training": {"best_epoch": epochs, "epochs_run": epochs, "stopped_early": False,
                      "stop_reason": "max_epochs"},
@@ -135,8 +129,7 @@ def _ok_sections(rng: random.Random, architecture: str, accuracy: float, n_test:
             "calibration": {"confidence": bins,
                             "accuracy": [max(0.0, min(1.0, b - rng.uniform(0, 0.08))) for b in bins],
                             "count": [n_test // 10] * 10},
-            "top_confusions": [{"true": "cat", "pred": "dog", "count": 31},
-                               {"true": "dog", "pred": "cat", "count": 24}],
+            "top_confusions": [{"true": 3, "pred": 5, "count": 31}, {"true": 5, "pred": 3, "count": 24}],
             "samples": [{"index": 7 * i + 3, "label": lab, "pred": lab if rng.random() < accuracy
                          else (lab + 3) % 10, "confidence": round(rng.uniform(0.4, 0.99), 3)}
                         for i, lab in enumerate(labels)],
@@ -145,11 +138,14 @@ def _ok_sections(rng: random.Random, architecture: str, accuracy: float, n_test:
                  "top1_agreement": 1.0, "parity_ok": True},
         "timing": {
             "device": "cpu", "threads": 2, "protocol": "10 warm-up, 100 timed batch-1 calls; 5 x batch 256",
-            "torch": {"batch1_ms": {"p50": torch_p50, "p90": torch_p50 * 1.2, "p99": torch_p50 * 1.6},
+            "torch": {"batch1_ms": {"p50": torch_p50, "p90": torch_p50 * 1.2, "p99": torch_p50 * 1.6,
+                                    "mean": torch_p50 * 1.05},
                       "batch_images_per_s": 2500.0, "batch_size": 256, "iterations": 100},
-            "onnxruntime": {"batch1_ms": {"p50": ort_p50, "p90": ort_p50 * 1.2, "p99": ort_p50 * 1.5},
+            "onnxruntime": {"batch1_ms": {"p50": ort_p50, "p90": ort_p50 * 1.2, "p99": ort_p50 * 1.5,
+                                          "mean": ort_p50 * 1.05},
                             "batch_images_per_s": 4100.0, "batch_size": 256, "iterations": 100},
             "speedup_batch1": torch_p50 / ort_p50, "speedup_batch": 4100.0 / 2500.0,
+            "cpu_load": [0.4, 0.6], "cpu_count": 2, "contended": False,
         },
         "weights": {"file": "weights.safetensors", "sha256": "0" * 64},
     }

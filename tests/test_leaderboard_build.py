@@ -193,7 +193,7 @@ def test_build_is_deterministic_apart_from_the_timestamp(tmp_path):
 
 def test_sparse_ok_record_still_renders(tmp_path, no_figures):
     record = make_record("gru-norm", accuracy=0.5)
-    for key in ("timing", "onnx", "durations", "training", "fast_path", "model"):
+    for key in ("timing", "onnx", "fast_path"):  # sections a run may not reach; the schema allows them null
         record[key] = None
     record["history"] = []
     for key in ("roc", "calibration", "samples", "top_confusions"):
@@ -251,7 +251,7 @@ def _bad_results(folder: Path) -> None:
     broken = make_record("vit-norm", accuracy=0.6)
     del broken["timing"], broken["history"]
     write_record(folder, broken, name="broken.json")
-    (folder / "sweep-summary.json").write_text('{"best": 1}')  # not a record: ignored silently
+    (folder / "sweep-summary.json").write_text('{"best": 1}')  # not a record: said so, never silently dropped
 
 
 def test_newer_schema_and_missing_fields_warn_and_skip(tmp_path, no_figures):
@@ -261,6 +261,7 @@ def test_newer_schema_and_missing_fields_warn_and_skip(tmp_path, no_figures):
     assert warnings == [
         "record broken.json lacks fields history, timing; skipped.",
         "record future.json has schema_version 3; this cifarzoo reads 2 — upgrade cifarzoo; skipped.",
+        "sweep-summary.json is a JSON object without a schema_version, not a result record; skipped.",
     ]
     assert report.warnings == warnings and report.records == 1 and len(report.pages) == 1
 
@@ -284,7 +285,7 @@ def test_strict_fails_before_touching_the_output(tmp_path):
     _bad_results(tmp_path / "results")
     with pytest.raises(StrictBuildError) as err:
         build_site(tmp_path / "results", tmp_path / "site", strict=True)
-    assert len(err.value.warnings) == 2 and isinstance(err.value, CifarzooError)
+    assert len(err.value.warnings) == 3 and isinstance(err.value, CifarzooError)
     assert not (tmp_path / "site").exists()
 
 
@@ -317,7 +318,7 @@ def test_cli_warns_and_strict_exits_non_zero(tmp_path):
     strict = _cli("build", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "strict"), "--strict")
     assert strict.returncode == 2
     assert "warning: record broken.json lacks fields history, timing" in strict.stderr
-    assert strict.stderr.strip().splitlines()[-1].startswith("error: --strict: 2 warning(s), nothing was built")
+    assert strict.stderr.strip().splitlines()[-1].startswith("error: --strict: 3 warning(s), nothing was built")
     assert "Traceback" not in strict.stderr and not (tmp_path / "strict").exists()
     missing = _cli("build", "--results", str(tmp_path / "nope"), "--out", str(tmp_path / "site"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr

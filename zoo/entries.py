@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from zoo.cifar10 import CLASSES
 from zoo.entry import Entry, Reported
 from zoo.models import cnn002, cnn004, cnn3, gru, mixer, mlp, net003, resnet12, tinyvgg, torchvision_nets, vit
 from zoo.recipe import EarlyStopping, Recipe
 from zoo.registry import register_entry
 
 _ = (cnn002, cnn3, cnn004, gru, mixer, mlp, net003, resnet12, tinyvgg, torchvision_nets, vit)  # registered
-
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def add(name: str, architecture: str, recipe: Recipe, report: str, report_model: str, family: str, kind: str,

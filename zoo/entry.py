@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from zoo.cifar10 import CLASSES
 from zoo.recipe import Recipe
 
 
@@ -37,6 +38,7 @@ class Entry:
     num_params: int | None = None  # parameter count (metadata; the tests recompute it from the builder)
     weights_url: str | None = None  # pinned trained weights (.safetensors) to fetch when none are stored
     weights_sha256: str | None = None  # sha256 of the file at weights_url; required with it
+    classes: tuple[str, ...] = CLASSES  # what the network's outputs mean, in order
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from zoo.errors import CifarzooError
 
 DEFAULT_HOME = Path("~/.cache/cifarzoo")
 TMP_MARK = ".tmp-"  # in the name of every temporary file of write_atomic
-STALE_AFTER_S = 3600.0  # a temporary file or build folder this old belongs to no live process
+STALE_AFTER_S = 60.0  # a leftover of a dead pid younger than this may be another host's write in progress
 
 
 def home() -> Path:
@@ -33,6 +35,15 @@ def home() -> Path:
 def home_dir(name: str) -> Path:
     """A folder of the home: weights, datasets, cifar10, machine, promoted, entries."""
     return home() / name
+
+
+def inside(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
+    """`root / relative`, proven to stay inside `root`: paths built from record fields are never trusted."""
+    root = Path(root).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"refusing the path {relative!s}: it leads outside {root}")
+    return path
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -69,7 +80,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes
             if fsync:
                 os.fsync(f.fileno())
         _publish(tmp, path, overwrite)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # torch.save wraps the disk's OSError in a RuntimeError
         user = _user_error(err, path)
         if user is None:
             raise
@@ -95,7 +106,13 @@ def _publish(tmp: str, path: Path, overwrite: bool) -> None:
         os.replace(tmp, path)
 
 
-def _user_error(err: OSError, path: Path) -> CifarzooError | None:
+def _user_error(err: BaseException, path: Path) -> CifarzooError | None:
+    for _ in range(5):  # the OSError may sit under a library's own error
+        if isinstance(err, OSError) or (err.__cause__ or err.__context__) is None:
+            break
+        err = err.__cause__ or err.__context__
+    if not isinstance(err, OSError):
+        return None
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return CifarzooError(f"the disk is full while writing {path}; the partial file was removed and what "
                              "was there before is unchanged: free some space and run again.")
@@ -104,26 +121,75 @@ def _user_error(err: OSError, path: Path) -> CifarzooError | None:
     return None
 
 
-def clean_stale(folder: str | os.PathLike, *, older_than_s: float = STALE_AFTER_S,
-                patterns: tuple[str, ...] = (f".*{TMP_MARK}*",)) -> list[Path]:
-    """Remove leftovers of killed processes in `folder` (temporary files, by default) older than
-    `older_than_s`; returns what was removed. Young ones may belong to a process still writing."""
-    import shutil
+LEFTOVER_RE = re.compile(r"\.(?:tmp|building|old)-(\d+)")  # temp files, site builds, swapped-out sites
 
+
+def clean_stale(folder: str | os.PathLike, *, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove what killed processes left in `folder`: temporary files (`.<name>.tmp-<pid>-*`) and site build
+    folders (`.<site>.building-<pid>`, `.<site>.old-<pid>`) whose process is gone and that are older than
+    `older_than_s` (a folder shared between hosts may hold another host's write in progress). Returns what
+    was removed."""
     folder, removed = Path(folder), []
     if not folder.is_dir():
         return removed
-    cutoff = time.time() - older_than_s
-    for pattern in patterns:
-        for leftover in folder.glob(pattern):
-            try:
-                if leftover.lstat().st_mtime > cutoff:
-                    continue
-                if leftover.is_dir() and not leftover.is_symlink():
-                    shutil.rmtree(leftover)
-                else:
-                    leftover.unlink()
-                removed.append(leftover)
-            except OSError:
-                continue  # another process took it first
+    for leftover in folder.glob(".*"):
+        match = LEFTOVER_RE.search(leftover.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        try:
+            young = leftover.lstat().st_mtime > time.time() - older_than_s  # may be another host's, writing now
+            if pid == os.getpid() or _alive(pid) or young:
+                continue
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+            removed.append(leftover)
+        except OSError:
+            continue  # another process took it first
     return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def replace_dir(new: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Put folder `new` at `out` so that at every instant `out` holds the old folder or the new one: one
+    atomic exchange (Linux renameat2 RENAME_EXCHANGE), then the old folder, now at `new`, is removed."""
+    new, out = Path(new), Path(out)
+    if not out.exists():
+        os.replace(new, out)
+        return
+    if _exchange(new, out):
+        shutil.rmtree(new, ignore_errors=True)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"  # no atomic exchange here: a brief gap, cleaned later
+    os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux >= 3.15, glibc >= 2.28); False where the system cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))

@@ -14,20 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.cifar10 import NORMALIZATION
 from zoo.entry import Entry
 from zoo.errors import CifarzooError
 from zoo.published import Weights, get_weights
 from zoo.registry import create, get_entry
 from zoo.weights import find_best, read_weights, store_dir
-
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-# mean/std by Recipe.normalize when a sidecar does not record them ("dataset": CIFAR-10's train set)
-NORMALIZATION = {
-    "dataset": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-}
 
 
 @dataclass(frozen=True)
@@ -151,7 +143,7 @@ def _loaded_info(entry: Entry, meta: dict[str, Any], path: Path) -> LoadedInfo:
     mean, std = NORMALIZATION[entry.recipe.normalize]
     return LoadedInfo(
         entry=entry.name,
-        classes=tuple(meta.get("classes") or CIFAR10_CLASSES),
+        classes=tuple(meta.get("classes") or entry.classes),
         mean=tuple(float(v) for v in (meta.get("mean") or mean)),
         std=tuple(float(v) for v in (meta.get("std") or std)),
         input_size=int(meta.get("input_size") or entry.recipe.input_size),

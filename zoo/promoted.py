@@ -9,7 +9,6 @@ out with a warning naming it, so one bad file never takes the whole zoo down.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -24,8 +23,9 @@ FORMAT = 1
 
 def promoted_dir() -> Path:
     """Where promoted entries live: $CIFARZOO_HOME/promoted (not created here)."""
-    home = Path(os.environ.get("CIFARZOO_HOME") or Path.home() / ".cache" / "cifarzoo").expanduser()
-    return home / "promoted"
+    from zoo.files import home_dir
+
+    return home_dir("promoted")
 
 
 def entry_to_json(entry: Entry, provenance: dict[str, Any]) -> dict[str, Any]:
@@ -57,16 +57,9 @@ def save_promoted(entry: Entry, provenance: dict[str, Any], *, force: bool = Fal
             return path
         raise CifarzooError(f"a promoted entry '{entry.name}' already exists ({path}) with another configuration; "
                             "pass --force to replace it, or give --promote another name.")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(content)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise CifarzooError(f"cannot write the promoted entry {path} ({err.strerror}); set $CIFARZOO_HOME to a "
-                            "writable folder.") from None
-    return path
+    from zoo.files import write_atomic
+
+    return write_atomic(path, content)
 
 
 def register_promoted(folder: Path | None = None) -> list[str]:

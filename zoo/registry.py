@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from zoo.entry import Entry
 from zoo.errors import CifarzooError, unknown_name
 
+# entry and architecture names: they become file and page names, so no separators, no leading dot
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,79}")
 _ARCHITECTURES: dict[str, Callable[..., Any]] = {}
 _ENTRIES: dict[str, Entry] = {}
 
@@ -32,8 +35,16 @@ def register_model(name: str | None = None) -> Callable[[F], F]:
     return wrap
 
 
+def valid_name(name: Any) -> bool:
+    """Does `name` follow the zoo's name grammar (lower case letters, digits, '.', '_', '-'; no '/')?"""
+    return isinstance(name, str) and NAME_RE.fullmatch(name) is not None and ".." not in name
+
+
 def register_entry(entry: Entry) -> Entry:
-    """Add an entry; its architecture must exist and its name must be new."""
+    """Add an entry; its name must follow the grammar and be new, and its architecture must exist."""
+    if not valid_name(entry.name):
+        raise ValueError(f"entry name '{entry.name}' is not valid: use lower-case letters, digits, '.', '_' "
+                         "and '-', starting with a letter or digit")
     if entry.name in _ENTRIES:
         raise ValueError(f"entry '{entry.name}' is already registered")
     if entry.architecture not in _ARCHITECTURES:

@@ -115,6 +115,11 @@ def list_runs(entry: str) -> list[tuple[Path, dict[str, Any]]]:
         meta = read_sidecar(path)
         if meta is not None and path.is_file():
             runs.append((path, meta))
+    orphans = [p for p in sorted(folder.glob("*.safetensors")) if folder.is_dir()
+               and not p.name.startswith("pinned-") and not sidecar_path(p).exists()]
+    if orphans:  # its run might be the best one: choosing among the others would be silent and wrong
+        raise CifarzooError(f"weights file {orphans[0]} has no sidecar ({sidecar_path(orphans[0]).name}); restore "
+                            "it, or remove the file to choose among the other runs.")
     return sorted(runs, key=lambda run: str(run[1].get("created_at", "")))
 
 

@@ -33,8 +33,14 @@ class FolderTree:
         return str(self.root / name)
 
     def listing(self) -> tuple[list[str], set[str]]:
-        files, dirs = [], set()
-        for here, subdirs, names in os.walk(self.root):
+        """Files and folders, following symbolic links to folders (a class folder may be a link to where the
+        images really are); a link that leads back up the tree is an error, not an endless walk."""
+        files, dirs, seen = [], set(), set()
+        for here, subdirs, names in os.walk(self.root, followlinks=True):
+            real = os.path.realpath(here)
+            if real in seen:
+                raise CifarzooError(f"{here} links back to a folder already read; remove the symbolic link loop.")
+            seen.add(real)
             rel = Path(here).relative_to(self.root).as_posix()
             prefix = "" if rel == "." else rel + "/"
             dirs.update(prefix + d for d in subdirs)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -42,23 +41,20 @@ def cache_file(key: str) -> Path:
 
 def save(dataset: Dataset, file: Path) -> None:
     """Write `dataset` to `file` atomically (uncompressed .npz, no pickles)."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                x_train=dataset.x_train.numpy(), y_train=dataset.y_train.numpy(),
-                x_test=dataset.x_test.numpy(), y_test=dataset.y_test.numpy(),
-                classes=np.array(dataset.classes), source=np.array(dataset.source),
-                description=np.array(dataset.description), fingerprint=np.array(dataset.fingerprint),
-                lossy=np.array(dataset.lossy),
-            )
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is as readable as its source
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from zoo.files import write_atomic
+
+    def write(f) -> None:
+        np.savez(
+            f,
+            x_train=dataset.x_train.numpy(), y_train=dataset.y_train.numpy(),
+            x_test=dataset.x_test.numpy(), y_test=dataset.y_test.numpy(),
+            classes=np.array(dataset.classes), source=np.array(dataset.source),
+            description=np.array(dataset.description), fingerprint=np.array(dataset.fingerprint),
+            lossy=np.array(dataset.lossy),
+        )
+
+    write_atomic(file, write, fsync=False)  # a lost cache is only re-decoded
+    os.chmod(file, 0o644)  # mkstemp makes files private; a cache is as readable as its source
 
 
 def load(file: Path) -> Dataset | None:

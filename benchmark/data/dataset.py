@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
+from zoo.cifar10 import CLASSES as CIFAR10_CLASSES  # noqa: F401  (re-exported by benchmark.data)
+
 FINGERPRINT_VERSION = b"cifarzoo-dataset-v1\n"
 
 
@@ -59,6 +57,8 @@ def fingerprint(
 
 def home_dir() -> Path:
     """cifarzoo's data/cache folder: $CIFARZOO_HOME, default ~/.cache/cifarzoo (created on use)."""
-    home = Path(os.environ.get("CIFARZOO_HOME") or Path.home() / ".cache" / "cifarzoo").expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    return home
+    from zoo.files import home
+
+    folder = home()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

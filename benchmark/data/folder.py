@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.errors import CifarzooError
+from zoo.errors import CifarzooError, one_line
 
 from .archive import FolderTree, TarTree, ZipTree, open_tree
 from .dataset import Dataset, fingerprint
@@ -114,8 +114,10 @@ def _decode_pil(name: str, blob: bytes, tree: Tree) -> np.ndarray:
     except CifarzooError:
         raise
     except Exception as err:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
+        # PIL's messages name its in-memory buffer ("<_io.BytesIO object at 0x...>"), not the file: say the file
+        why = type(err).__name__ if "BytesIO" in str(err) else one_line(err)
         raise CifarzooError(
-            f"{tree.where(name)} could not be decoded as an image ({err}); replace or remove it."
+            f"{tree.where(name)} could not be decoded as an image ({why}); replace or remove it."
         ) from None
 
 

@@ -35,7 +35,7 @@ from benchmark.data import Dataset
 from benchmark.records import read_record, record_path, run_id
 from benchmark.runner import Run, RunContext, RunStopped, execute, prepare
 from benchmark.sweep.space import Param, get_preset, grid_size, parse_params, split_params
-from zoo.errors import CifarzooError
+from zoo.errors import CifarzooError, one_line
 
 HEARTBEAT_S = 10  # a running trial writes a heartbeat this often ...
 GRACE_S = 60  # ... and one silent this long (its worker was killed) is failed, and its grid point rerun
@@ -149,8 +149,9 @@ def open_storage(url: str) -> Any:
             if attempt < 3 and any(w in str(err) for w in ("UNIQUE constraint", "already exists", "locked")):
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            raise CifarzooError(f"cannot open the sweep storage {masked(url)} ({_one_line(err)}); pass --storage "
-                                "with a database URL Optuna accepts, e.g. sqlite:///results/sweeps.db.") from None
+            raise CifarzooError(f"cannot open the sweep storage {masked(url)} ({one_line(err, name=False)}); "
+                                "pass --storage with a database URL Optuna accepts, e.g. sqlite:///results/sweeps.db."
+                                ) from None
     raise AssertionError("unreachable")
 
 
@@ -458,8 +459,3 @@ def _fail_stale(study: Any) -> None:
 def _quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the sweep prints its own line per trial
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text[:300]

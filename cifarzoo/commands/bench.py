@@ -39,55 +39,54 @@ from zoo.errors import CifarzooError
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the summary table.")
 @click.option("-v", "--verbose", is_flag=True, help="List the planned runs and log every epoch as a line.")
 @click.option("--force", is_flag=True, help="Run again even where a record exists (replacing it).")
+@click.option("--retry-failed", is_flag=True, help="Run again the runs recorded as failed (their old record is "
+              "kept in RESULTS/.failed/).")
 @click.pass_context
 def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclude: tuple[str, ...], data: str,
           profile: str, seeds: str | None, results: Path, site: Path, no_site: bool, site_images: bool,
-          imagenet_weights: Path | None, device: str, progress: str, quiet: bool, verbose: bool, force: bool) -> None:
-    """Train, evaluate, export and time ENTRIES (names or globs), then build the leaderboard."""
+          imagenet_weights: Path | None, device: str, progress: str, quiet: bool, verbose: bool, force: bool,
+          retry_failed: bool) -> None:
+    """Train, evaluate, export and time ENTRIES (names or globs), then build the leaderboard.
+
+    Exit codes: 0 every planned run is recorded ok or skipped; 1 some run of the plan is recorded as failed
+    (now or earlier); 2 a mistake in the command or its input (one sentence says which).
+    """
     if no_site and ctx.get_parameter_source("site") is click.core.ParameterSource.COMMANDLINE:
         raise CifarzooError("--site and --no-site conflict; give one of them.")
     if quiet and verbose:
         raise CifarzooError("--quiet and --verbose conflict; give one of them.")
+    if force and retry_failed:
+        raise CifarzooError("--force already reruns every run; give --force or --retry-failed, not both.")
     progress = "quiet" if quiet else "plain" if verbose else progress
-    from benchmark.bench import (
-        LocalExecutor,
-        collect,
-        format_summary,
-        make_plan,
-        parse_seeds,
-        resolve_entries,
-        summary_rows,
-    )
-    from benchmark.data import load_dataset
-    from benchmark.profiles import get_profile
-    from benchmark.records import check_results_dir
-    from benchmark.runner import RunContext
+    from benchmark.bench import bench as run_bench
+    from benchmark.bench import format_summary, parse_seeds, summary_rows
 
-    names = resolve_entries(list(entries), all_entries, list(exclude))
-    seed_list = parse_seeds(seeds) if seeds is not None else list(get_profile(profile).seeds)
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     if imagenet_weights:
         os.environ["CIFARZOO_IMAGENET_WEIGHTS"] = str(imagenet_weights.resolve())
-    check_results_dir(results)
-    dataset = load_dataset(data)
-    run_ctx = RunContext(results, dataset, resolve_device(device), command_line(), progress, force)
-    plan = make_plan(names, seed_list, profile, dataset, run_ctx)
-    quiet = progress == "quiet"
-    if not quiet:
-        click.echo(f"bench: {len(plan.runs)} runs ({len(names)} entries x {len(seed_list)} seeds, profile {profile}), "
-                   f"{len(plan.done)} already recorded; data: {dataset.description}", err=True)
-    if verbose:
-        for run in plan.runs:
-            click.echo(f"  {'done' if run in plan.done else 'todo'}  {run.run_id}", err=True)
-    new = LocalExecutor().run(plan, run_ctx)
-    records = collect(plan, run_ctx)
-    click.echo(format_summary(summary_rows(records)))
-    if not no_site:
-        from leaderboard.build import build_site
 
-        report = build_site(results, site, data_source=dataset if site_images else None,
-                            warn=lambda msg: click.echo(f"warning: {msg}", err=True))
-        click.echo(f"leaderboard: {report.index}")
-    failed = [r for r in new if r["status"] == "failed"]
-    if failed:
-        click.echo(f"{len(failed)} run(s) failed: " + ", ".join(r["run_id"] for r in failed), err=True)
+    def on_plan(plan, dataset) -> None:
+        if progress == "quiet":
+            return
+        n_seeds = len({r.seed for r in plan.runs})
+        click.echo(f"bench: {len(plan.runs)} runs ({len({r.name for r in plan.runs})} entries x {n_seeds} seeds, "
+                   f"profile {profile}), {len(plan.done)} already recorded; data: {dataset.description}", err=True)
+        if verbose:
+            for run in plan.runs:
+                click.echo(f"  {'done' if run in plan.done else 'todo'}  {run.run_id}", err=True)
+
+    result = run_bench(entries, all_entries=all_entries, exclude=exclude, data=data, profile=profile,
+                       seeds=seed_list, results=results, site=None if no_site else site, site_images=site_images,
+                       device=resolve_device(device), force=force, retry_failed=retry_failed, progress=progress,
+                       command=command_line(), on_plan=on_plan)
+    click.echo(format_summary(summary_rows(result.records)))
+    for message in result.warnings:
+        click.echo(f"warning: {message}", err=True)
+    if result.site is not None:
+        click.echo(f"leaderboard: {result.site}")
+    for run_id, why in result.outcome.elsewhere:
+        click.echo(f"{run_id}: not run here, {why}", err=True)
+    if result.failed:
+        click.echo(f"{len(result.failed)} run(s) of the plan are recorded as failed: "
+                   + ", ".join(r["run_id"] for r in result.failed) + " (rerun them with --retry-failed)", err=True)
         raise SystemExit(1)

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +12,9 @@ import torch
 
 def cpu_name() -> str:
     """The CPU's model name as /proc/cpuinfo gives it (falls back to the architecture)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
+    from benchmark.machine import cpu_model
+
+    return cpu_model()
 
 
 class PilDataset(torch.utils.data.Dataset):
@@ -41,8 +34,6 @@ class PilDataset(torch.utils.data.Dataset):
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write `data` as JSON atomically (the leaderboard reads results/perf/*.json), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from zoo.files import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
