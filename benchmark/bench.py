@@ -10,7 +10,6 @@ import fnmatch
 import json
 import os
 import socket
-import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from benchmark.data import Dataset
 from benchmark.progress import Progress
 from benchmark.records import read_record, record_path
 from benchmark.runner import Run, RunContext, execute, is_done, prepare
+from benchmark.train import RunPaused
 from zoo.errors import CifarzooError
 from zoo.files import write_atomic
 
@@ -93,6 +93,8 @@ class Outcome:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     elsewhere: list[tuple[str, str]] = field(default_factory=list)  # (run_id, why: claimed / recorded)
+    paused: list[str] = field(default_factory=list)  # run ids stopped at the time budget (checkpointed)
+    not_started: list[str] = field(default_factory=list)  # run ids left when the time budget was spent
 
 
 class LocalExecutor:
@@ -104,6 +106,9 @@ class LocalExecutor:
         bar.update(len(plan.done), done="(already recorded)") if plan.done else None
         outcome = Outcome()
         for run in plan.todo:
+            if ctx.deadline is not None and (outcome.paused or time.monotonic() >= ctx.deadline):
+                outcome.not_started.append(run.run_id)
+                continue
             t0 = time.perf_counter()
             with claim(ctx.results, run.run_id) as holder:
                 if holder is not None:
@@ -115,9 +120,13 @@ class LocalExecutor:
                 else:
                     if run in plan.retry:
                         set_aside_failure(ctx.results, run.run_id)
-                    record = execute(run, ctx)
-                    outcome.records.append(record)
-                    bar.write(_line(run, record, time.perf_counter() - t0))
+                    try:
+                        record = execute(run, ctx)
+                        outcome.records.append(record)
+                        bar.write(_line(run, record, time.perf_counter() - t0))
+                    except RunPaused as paused:
+                        outcome.paused.append(run.run_id)
+                        bar.write(f"{run.run_id}: {paused}")
             bar.update(1, last=run.name)
         bar.close()
         return outcome
@@ -184,24 +193,29 @@ def collect(plan: Plan, ctx: RunContext) -> list[dict[str, Any]]:
 
 
 def summary_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (entry, profile): test accuracy mean ± std over seeds and the rest of the summary."""
+    """One row per (entry, profile): test accuracy mean ± sd over seeds and the rest of the summary (the same
+    statistics as the site: benchmark.summary)."""
+    from benchmark.summary import mean_sd, speedup
+    from benchmark.timings import quotable
+
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for rec in records:
         groups.setdefault((rec["entry"]["name"], rec["profile"]), []).append(rec)
     rows = []
     for (name, profile), recs in sorted(groups.items()):
         ok = [r for r in recs if r["status"] == "ok"]
-        accs = [r["test"]["accuracy"] for r in ok]
-        speedups = [r["timing"]["speedup_batch1"] for r in ok if r["timing"] and r["timing"].get("speedup_batch1")]
+        timed = [r["timing"] for r in ok if quotable(r["timing"])]
+        acc, sd = mean_sd(r["test"]["accuracy"] for r in ok)
         rows.append({
             "entry": name, "profile": profile, "seeds": len(ok),
             "status": "ok" if ok else recs[0]["status"],
-            "accuracy_mean": statistics.fmean(accs) if accs else None,
-            "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else None,
-            "loss": statistics.fmean(r["test"]["loss"] for r in ok) if ok else None,
+            "accuracy_mean": acc, "accuracy_std": sd,
+            "loss": mean_sd(r["test"]["loss"] for r in ok)[0],
             "params": ok[0]["model"]["params"] if ok else None,
-            "speedup": statistics.fmean(speedups) if speedups else None,
-            "train_s": statistics.fmean(r["durations"]["train_s"] for r in ok) if ok else None,
+            "speedup": speedup((t["torch"]["batch1_ms"]["p50"] for t in timed),
+                               (t["onnxruntime"]["batch1_ms"]["p50"] for t in timed if t["onnxruntime"])),
+            "timing": "ok" if timed else ("contended" if any(r["timing"] for r in ok) else None),
+            "train_s": mean_sd(r["durations"]["train_s"] for r in ok)[0],
             "reason": None if ok else recs[0]["reason"],
         })
     return rows
@@ -217,7 +231,7 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
             lines.append(f"{r['entry']:<24} {r['profile']:<7} {r['status']:>5}  {r['reason'] or ''}")
             continue
         acc = f"{100 * r['accuracy_mean']:.2f}" + (f" ± {100 * r['accuracy_std']:.2f}" if r["accuracy_std"] else "")
-        speed = f"{r['speedup']:.2f}x" if r["speedup"] else "-"
+        speed = f"{r['speedup']:.2f}x" if r["speedup"] else ("busy" if r["timing"] == "contended" else "-")
         lines.append(f"{r['entry']:<24} {r['profile']:<7} {r['seeds']:>5} {acc:>15} {r['loss']:>7.3f} "
                      f"{r['params']:>10,} {speed:>7} {r['train_s']:>8.1f}")
     return "\n".join(lines)
@@ -247,19 +261,12 @@ class BenchResult:
                 if row["accuracy_mean"] is not None and row["accuracy_mean"] < accuracy]
 
 
-def bench(entries: list[str] | tuple[str, ...] = (), *, all_entries: bool = False, exclude: tuple[str, ...] = (),
-          data: str | Dataset = "cifar10", profile: str = "smoke", seeds: list[int] | None = None,
-          results: str | Path = "results", site: str | Path | None = "site", site_images: bool = True,
-          device: str = "cpu", force: bool = False, retry_failed: bool = False, progress: str = "quiet",
-          command: str = "", on_plan: Any = None) -> BenchResult:
-    """Plan (entry x seed) runs, do the ones not recorded yet, build the site: what `cifarzoo bench` does.
-
-        >>> from benchmark import bench
-        >>> result = bench(["cnn3-basic"], data="synthetic", profile="smoke", results="out", site=None)
-        >>> [r["test"]["accuracy"] for r in result.records]
-
-    `on_plan(plan, dataset)` is called once the plan is known, before any run starts.
-    """
+def planned(entries: list[str] | tuple[str, ...] = (), *, all_entries: bool = False,
+            exclude: tuple[str, ...] = (), data: str | Dataset = "cifar10", profile: str = "smoke",
+            seeds: list[int] | None = None, results: str | Path = "results", device: str = "cpu",
+            force: bool = False, retry_failed: bool = False, progress: str = "quiet",
+            command: str = "", time_budget: float | None = None) -> tuple[Plan, RunContext]:
+    """The plan of a bench and its context, with every check a bench makes before its first run."""
     from benchmark.data import load_dataset
     from benchmark.fastpath import environment_override
     from benchmark.profiles import get_profile
@@ -268,22 +275,46 @@ def bench(entries: list[str] | tuple[str, ...] = (), *, all_entries: bool = Fals
     environment_override()  # a bad $CIFARZOO_PRECISION fails here, not in every run
     names = resolve_entries(list(entries), all_entries, list(exclude))
     seeds = list(seeds) if seeds is not None else list(get_profile(profile).seeds)
-    results, site = Path(results), Path(site) if site is not None else None
+    results = Path(results)
     check_results_dir(results)
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    deadline = time.monotonic() + time_budget if time_budget is not None else None
+    ctx = RunContext(results, dataset, device, command, progress, force, deadline=deadline)
+    return make_plan(names, seeds, profile, dataset, ctx, retry_failed=retry_failed), ctx
+
+
+def estimates(plan: Plan, ctx: RunContext) -> list[tuple[Run, Any, bool]]:
+    """(run, its estimated cost or None if recorded, recorded?) for every run of the plan, in order."""
+    from benchmark.estimate import estimate_run
+
+    return [(run, None, True) if run in plan.done else (run, estimate_run(run, ctx.data, ctx.device), False)
+            for run in plan.runs]
+
+
+def bench(entries: list[str] | tuple[str, ...] = (), *, site: str | Path | None = "site", site_images: bool = True,
+          on_plan: Any = None, **options: Any) -> BenchResult:
+    """Plan (entry x seed) runs, do the ones not recorded yet, build the site: what `cifarzoo bench` does.
+
+        >>> from benchmark.bench import bench
+        >>> result = bench(["cnn3-basic"], data="synthetic", profile="smoke", results="out", site=None)
+        >>> [r["test"]["accuracy"] for r in result.records]
+
+    `options` are `planned`'s (data, profile, seeds, results, device, force, retry_failed, progress, ...).
+    `on_plan(plan, dataset)` is called once the plan is known, before any run starts.
+    """
+    site = Path(site) if site is not None else None
     if site is not None:
         from leaderboard.build import check_out
 
-        check_out(site, results)  # a --site folder that is not a site is refused before any training
-    dataset = data if isinstance(data, Dataset) else load_dataset(data)
-    ctx = RunContext(results, dataset, device, command, progress, force)
-    plan = make_plan(names, seeds, profile, dataset, ctx, retry_failed=retry_failed)
+        check_out(site, Path(options.get("results", "results")))  # refused before any training
+    plan, ctx = planned(entries, **options)
     if on_plan is not None:
-        on_plan(plan, dataset)
+        on_plan(plan, ctx.data)
     outcome = LocalExecutor().run(plan, ctx)
     result = BenchResult(plan, outcome, collect(plan, ctx))
     if site is not None:
         from leaderboard.build import build_site
 
-        report = build_site(results, site, data_source=dataset if site_images else None)
+        report = build_site(ctx.results, site, data_source=ctx.data if site_images else None)
         result.site, result.warnings = report.index, report.warnings
     return result

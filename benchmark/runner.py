@@ -35,6 +35,7 @@ from benchmark.schema import (
     Training,
     WeightsSection,
 )
+from benchmark.train import RunPaused  # noqa: E402  (torch is imported above anyway)
 from zoo.cifar10 import NORMALIZATION
 from zoo.entry import Entry
 from zoo.errors import CifarzooError, one_line
@@ -80,6 +81,7 @@ class RunContext:
     force: bool = False
     checkpoints: Path | None = None  # default: <results>/.checkpoints
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each history row; may raise RunStopped
+    deadline: float | None = None  # time.monotonic() by which runs pause (resumable) and no new one starts
 
     def __post_init__(self) -> None:
         if self.checkpoints is None:
@@ -125,7 +127,7 @@ def execute(run: Run, ctx: RunContext) -> Record:
         try:
             _steps(run, ctx, record)
             record["status"] = "ok"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RunPaused):
             raise  # the checkpoint of the last finished epoch stays; no record is written
         except RunStopped as stop:
             (ctx.checkpoints / f"{run.run_id}.ckpt").unlink(missing_ok=True)  # a stopped run is never resumed
@@ -236,7 +238,8 @@ def train(run: Run, recipe: Recipe, splits: Splits, ctx: RunContext, fast: Any) 
 
     try:
         return fit(model, recipe, splits.train, splits.val, device=ctx.device,
-                   checkpoint=ctx.checkpoints / f"{run.run_id}.ckpt", on_epoch=on_epoch, fast_path=fast)
+                   checkpoint=ctx.checkpoints / f"{run.run_id}.ckpt", on_epoch=on_epoch, fast_path=fast,
+                   deadline=ctx.deadline)
     finally:
         bar.close()
 

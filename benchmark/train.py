@@ -38,6 +38,14 @@ class TrainingDiverged(RuntimeError):
         self.epoch = epoch
 
 
+class RunPaused(Exception):
+    """`fit` stopped at its deadline after a finished epoch; its checkpoint resumes it exactly."""
+
+    def __init__(self, epoch: int):
+        super().__init__(f"paused after epoch {epoch} at the time budget; run the bench again to resume it")
+        self.epoch = epoch
+
+
 @dataclass
 class FitResult:
     model: nn.Module  # with the selected (best-on-validation) weights loaded, eval mode
@@ -298,6 +306,7 @@ def fit(
     checkpoint: Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     fast_path: FastPath | None = None,
+    deadline: float | None = None,
 ) -> FitResult:
     """Train `model` by `recipe` on the `train` loader, selecting the best epoch on `val`.
 
@@ -306,7 +315,9 @@ def fit(
     `benchmark.loader.DeviceLoader`s (train shuffled). `checkpoint`: resume from it if it exists, and
     rewrite it after every epoch, before `on_epoch` sees the epoch's row (so a hook that raises, e.g. to
     stop a pruned trial or in a test of resuming, leaves that epoch resumable). `fast_path`: the
-    precision and layout already chosen (`resolve_fast_path`); by default chosen here.
+    precision and layout already chosen (`resolve_fast_path`); by default chosen here. `deadline` (a
+    `time.monotonic()` value): after an epoch, if another one would end past it, stop with `RunPaused`
+    (the checkpoint is written first, so the run resumes where it paused).
     """
     if val is None and recipe.early_stopping is not None:
         raise ValueError("early stopping needs a validation split (val is None)")
@@ -335,6 +346,9 @@ def fit(
             save_checkpoint(state, checkpoint)
         if on_epoch is not None:
             on_epoch(row)
+        more = state.epoch < recipe.max_epochs and not state.stop_reason
+        if deadline is not None and more and time.monotonic() + row["seconds"] > deadline and checkpoint:
+            raise RunPaused(state.epoch)
     return _result(state, recipe, selected_on_val=val is not None)
 
 

@@ -20,8 +20,9 @@ from typing import Any
 
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, select_autoescape
 
+from benchmark.timings import newest_per_entry, newest_per_machine, read_timings
 from leaderboard import format as fmt
-from leaderboard import perf, plots, samples, sweeps, tables
+from leaderboard import perf, plots, repro, samples, sweeps, tables
 from leaderboard.pages import LOSSY_NOTE, SMOKE_NOTE, entry_context
 from leaderboard.records import Gathered, gather
 from zoo.errors import CifarzooError
@@ -156,7 +157,8 @@ def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any,
     """Write every page, figure, download and copied file of the site; returns the entry and study pages."""
     trial = sweeps.is_trial(gathered.runs)
     runs, trials = gathered.runs[~trial], gathered.runs[trial]
-    table = tables.leaderboard_table(runs)
+    timings = read_timings(gathered.results) if gathered.results is not None else []
+    table = tables.leaderboard_table(runs, newest_per_entry(timings))
     pairs = tables.augmentation_table(table)
     failures = tables.failures_table(runs)
     env = environment()
@@ -175,7 +177,8 @@ def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any,
         records = [gathered.records[r] for r in runs.loc[(runs["status"] == "ok") & (runs["entry"] == row["entry"])
                    & (runs["profile"] == row["profile"]) & (runs["fingerprint"] == row["fingerprint"]), "run_id"]]
         note = _sample_note(dataset, data_source, row["fingerprint"])
-        context = entry_context(row, records, site, images.get(row["fingerprint"]), note, figures)
+        context = entry_context(row, records, site, images.get(row["fingerprint"]), note, figures,
+                                newest_per_machine(timings, row["entry"]))
         _write(inside(site, row["page"]), env.get_template("entry.html").render(root="../", **context))
         pages.append(row["page"])
     studies = sweeps.studies_table(trials)
@@ -184,6 +187,8 @@ def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any,
                    ["run_id"]]
         context = sweeps.study_context(study, records, site, figures)
         _write(inside(site, study["page"]), env.get_template("sweep.html").render(root="../", **context))
+    _write(site / repro.PAGE, env.get_template("reproduction.html").render(
+        root="", **repro.repro_context(_registered_entries(), table, gathered.results or Path("."))))
     if measured:
         context = perf.perf_context(measured, site, figures)
         _write(site / perf.PAGE, env.get_template("performance.html").render(root="", **context))
@@ -195,7 +200,8 @@ def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any,
     page_of = {(r["entry"], r["profile"]): r["page"] for r in rows}
     html = env.get_template("index.html").render(
         root="", rows=rows, pairs=tables.to_plain(pairs), failures=failed, page_of=page_of,
-        studies=studies, n_trials=len(trials), perf_page=perf.PAGE if measured else None,
+        studies=studies, n_trials=len(trials), perf_page=perf.PAGE if measured else None, repro_page=repro.PAGE,
+        default_profile="full" if "full" in set(table["profile"]) else "",
         sources=tables.data_sources(gathered.runs[gathered.runs["fingerprint"].notna()]),
         several_sources=table["fingerprint"].nunique() > 1, n_records=len(gathered.runs),
         options={k: sorted(set(table[k])) for k in ("family", "kind", "profile")},
@@ -203,6 +209,12 @@ def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any,
     )
     _write(site / "index.html", html)
     return pages, [s["page"] for s in studies]
+
+
+def _registered_entries() -> list[Any]:
+    import zoo
+
+    return [zoo.get_entry(name) for name in zoo.list_models()]
 
 
 def _sample_images(gathered: Gathered, table: Any, site: Path, dataset: Any) -> dict[str, dict[int, str]]:

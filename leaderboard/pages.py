@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmark.timings import quotable
 from leaderboard import plots
 from leaderboard.records import dig
 from zoo.files import inside
@@ -30,7 +31,7 @@ def representative(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def entry_context(row: dict[str, Any], records: list[dict[str, Any]], site: Path,
                   sample_images: dict[int, str] | None, sample_note: str,
-                  figures: list[plots.Job]) -> dict[str, Any]:
+                  figures: list[plots.Job], machine_timings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Template data for one entry page; appends the figures it shows (under site/assets/<slug>/) to `figures`."""
     records = sorted(records, key=lambda r: r["seed"])
     rep = representative(records)
@@ -45,7 +46,8 @@ def entry_context(row: dict[str, Any], records: list[dict[str, Any]], site: Path
         "figures": {name: f"../assets/{slug}/{file}" for name, file in drawn.items()},
         "samples": _samples(rep, classes, sample_images),
         "sample_note": sample_note,
-        "timing": rep["timing"], "onnx": rep["onnx"], "fast_path": rep["fast_path"] or {},
+        "timing": rep["timing"], "timing_ok": quotable(rep["timing"]), "machine_timings": machine_timings,
+        "onnx": rep["onnx"], "fast_path": rep["fast_path"] or {},
         "environment": rep["environment"] or {}, "env_differs": _differing(records, "environment"),
         "training": rep["training"] or {}, "durations": rep["durations"] or {},
         "lossy_note": LOSSY_NOTE if dig(rep, "data", "lossy") else "",
@@ -61,7 +63,8 @@ def _seed_row(r: dict[str, Any]) -> dict[str, Any]:
         "stop_reason": dig(r, "training", "stop_reason"), "train_s": dig(r, "durations", "train_s"),
         "torch_ms": dig(r, "timing", "torch", "batch1_ms", "p50"),
         "ort_ms": dig(r, "timing", "onnxruntime", "batch1_ms", "p50"),
-        "speedup": dig(r, "timing", "speedup_batch1"), "finished_at": r["finished_at"], "command": r["command"],
+        "speedup": dig(r, "timing", "speedup_batch1"), "timing_ok": quotable(r["timing"]),
+        "finished_at": r["finished_at"], "command": r["command"],
         "weights": r["weights"], "sweep": r["sweep"],
     }
 

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.schema import REQUIRED, SCHEMA_VERSION, upgrade, validate
+from benchmark.timings import quotable
 from zoo.errors import CifarzooError
 
 # nested keys an ok record needs (the schema's validate() checks only the top level and test); a failed
@@ -30,6 +31,7 @@ class Gathered:
     paths: dict[str, Path]  # run_id -> the record's file
     runs: pd.DataFrame  # one row per record (see `flatten`)
     warnings: list[str] = field(default_factory=list)
+    results: Path | None = None  # the folder they came from (its timings/ hold timing records)
 
 
 class _Warnings(list):
@@ -81,7 +83,7 @@ def gather(results: Path, warn: Callable[[str], None] | None = None) -> Gathered
         raise CifarzooError(f"no usable result records under '{results}'{skipped}; run `cifarzoo bench` "
                             "first or pass --results with the folder that holds them.")
     runs = pd.DataFrame([flatten(r, paths[k].relative_to(results).as_posix()) for k, r in records.items()])
-    return Gathered(records=records, paths=paths, runs=runs, warnings=list(warnings))
+    return Gathered(records=records, paths=paths, runs=runs, warnings=list(warnings), results=results)
 
 
 def _drop_superseded(records: dict[str, dict[str, Any]], paths: dict[str, Path], results: Path,
@@ -136,9 +138,10 @@ def _read_record(path: Path, name: str, warnings: list[str]) -> dict[str, Any] |
 
 def _not_records(name: str) -> bool:
     """Files under the results folder that are not records: hidden folders (claims, set-aside failures,
-    checkpoints) and the perf scripts' measurements (results/perf/, read by leaderboard.perf)."""
+    checkpoints), the perf scripts' measurements (results/perf/, read by leaderboard.perf) and timing records
+    (results/timings/, benchmark.timings)."""
     parts = name.split("/")
-    return parts[0] == "perf" or any(part.startswith(".") for part in parts)
+    return parts[0] in ("perf", "timings") or any(part.startswith(".") for part in parts)
 
 
 def dig(record: Any, *keys: str | int) -> Any:
@@ -174,6 +177,7 @@ def flatten(record: dict[str, Any], file: str = "") -> dict[str, Any]:
         "torch_ms": dig(r, "timing", "torch", "batch1_ms", "p50"),
         "ort_ms": dig(r, "timing", "onnxruntime", "batch1_ms", "p50"),
         "speedup": dig(r, "timing", "speedup_batch1"),
+        "timed": r["timing"] is not None, "timing_ok": quotable(r["timing"]),
         "train_s": dig(r, "durations", "train_s"), "total_s": dig(r, "durations", "total_s"),
         "epochs_run": dig(r, "training", "epochs_run"), "best_epoch": dig(r, "training", "best_epoch"),
         "command": r["command"], "finished_at": r["finished_at"],

@@ -11,22 +11,29 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.summary import speedup
+
 GROUP = ["entry", "profile", "fingerprint"]
 PROFILE_ORDER = {"full": 0, "quick": 1, "smoke": 3}  # sweeps and other names sit between quick and smoke
 
 # the columns of the index table, in order; the CSV and JSON downloads carry exactly these
 COLUMNS = [
     "entry", "architecture", "family", "kind", "profile", "seeds", "acc_mean", "acc_std", "test_loss",
-    "report", "reported_acc", "diff_pts", "params", "flops", "torch_ms", "ort_ms", "speedup", "train_s",
-    "data_source", "fingerprint", "lossy", "failed", "page",
+    "report", "reported_acc", "diff_pts", "params", "flops", "torch_ms", "ort_ms", "speedup", "timing",
+    "train_s", "data_source", "fingerprint", "lossy", "failed", "page",
 ]
 
 
-def leaderboard_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (entry, profile, fingerprint) with at least one ok run, best first within a profile."""
-    ok = runs[runs["status"] == "ok"]
+def leaderboard_table(runs: pd.DataFrame, timings: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """One row per (entry, profile, fingerprint) with at least one ok run, best first within a profile.
+
+    Latencies come from the newest uncontended timing record of the entry (`timings`: entry -> record, see
+    benchmark.timings), else from the group's uncontended runs; with neither, `timing` says "contended".
+    """
+    ok = runs[runs["status"] == "ok"].copy()
     if ok.empty:
         return pd.DataFrame(columns=COLUMNS)
+    ok.loc[~ok["timing_ok"].astype(bool), ["torch_ms", "ort_ms"]] = float("nan")  # never quote a busy timing
     grouped = ok.groupby(GROUP, sort=False, dropna=False)
     table = grouped.agg(
         architecture=("architecture", "first"), family=("family", "first"), kind=("kind", "first"),
@@ -34,10 +41,13 @@ def leaderboard_table(runs: pd.DataFrame) -> pd.DataFrame:
         seeds=("seed", "nunique"), acc_mean=("test_acc", "mean"), acc_std=("test_acc", "std"),
         test_loss=("test_loss", "mean"), params=("params", "first"), flops=("flops", "first"),
         torch_ms=("torch_ms", "mean"), ort_ms=("ort_ms", "mean"), train_s=("train_s", "mean"),
-        data_source=("data_source", "first"), lossy=("lossy", "first"),
+        data_source=("data_source", "first"), lossy=("lossy", "first"), timed=("timed", "any"),
     ).reset_index()
     table["params"], table["flops"] = table["params"].astype("Int64"), table["flops"].astype("Int64")
-    table["speedup"] = table["torch_ms"] / table["ort_ms"]  # of the mean latencies shown beside it
+    table["timing"] = ["bench" if pd.notna(t) else ("contended" if timed else "none")
+                       for t, timed in zip(table["torch_ms"], table["timed"])]
+    _apply_timings(table, timings or {})
+    table["speedup"] = [speedup([t], [o]) for t, o in zip(table["torch_ms"], table["ort_ms"])]  # of the means
     table["diff_pts"] = (table["acc_mean"] - table["reported_acc"]) * 100
     failed = runs[runs["status"] != "ok"].groupby(GROUP, dropna=False).size()
     table["failed"] = [int(failed.get(tuple(k), 0)) for k in table[GROUP].itertuples(index=False)]
@@ -46,6 +56,18 @@ def leaderboard_table(runs: pd.DataFrame) -> pd.DataFrame:
     table = table.sort_values(["_rank", "profile", "acc_mean", "entry"], ascending=[True, True, False, True],
                               kind="stable")
     return table[COLUMNS].reset_index(drop=True)
+
+
+def _apply_timings(table: pd.DataFrame, timings: dict[str, dict[str, Any]]) -> None:
+    """Latencies from an entry's newest uncontended timing record, where it has one (same network)."""
+    for i, entry in enumerate(table["entry"]):
+        data = timings.get(entry)
+        if data is None:
+            continue
+        t = data["timing"]
+        table.loc[i, "torch_ms"] = t["torch"]["batch1_ms"]["p50"]
+        table.loc[i, "ort_ms"] = t["onnxruntime"]["batch1_ms"]["p50"] if t["onnxruntime"] else float("nan")
+        table.loc[i, "timing"] = f"timed {str(data['measured_at'])[:10]} on {data['machine']['cpu']}"
 
 
 def _pages(table: pd.DataFrame) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -39,17 +40,27 @@ from zoo.errors import CifarzooError
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the summary table.")
 @click.option("-v", "--verbose", is_flag=True, help="List the planned runs and log every epoch as a line.")
 @click.option("--force", is_flag=True, help="Run again even where a record exists (replacing it).")
+@click.option("--plan", "plan_only", is_flag=True, help="Print the planned runs and what each will cost on this "
+              "machine (a few timed steps per network, cached), then stop.")
+@click.option("--time-budget", type=click.FloatRange(min=1), metavar="SECONDS", help="Stop starting runs once "
+              "this long has passed; a run that would end past it pauses after an epoch (checkpointed: the next "
+              "bench resumes it). What was not run is listed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (for CI).")
+@click.option("--fail-under", type=click.FloatRange(0, 100), metavar="PERCENT", help="Exit 3 when an entry's "
+              "mean test accuracy is below PERCENT.")
 @click.option("--retry-failed", is_flag=True, help="Run again the runs recorded as failed (their old record is "
               "kept in RESULTS/.failed/).")
 @click.pass_context
 def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclude: tuple[str, ...], data: str,
           profile: str, seeds: str | None, results: Path, site: Path, no_site: bool, site_images: bool,
           imagenet_weights: Path | None, device: str, progress: str, quiet: bool, verbose: bool, force: bool,
+          plan_only: bool, time_budget: float | None, as_json: bool, fail_under: float | None,
           retry_failed: bool) -> None:
     """Train, evaluate, export and time ENTRIES (names or globs), then build the leaderboard.
 
     Exit codes: 0 every planned run is recorded ok or skipped; 1 some run of the plan is recorded as failed
-    (now or earlier); 2 a mistake in the command or its input (one sentence says which).
+    (now or earlier); 2 a mistake in the command or its input (one sentence says which); 3 an entry's mean
+    test accuracy is below --fail-under; 4 the time budget left runs undone (rerun to go on).
     """
     if no_site and ctx.get_parameter_source("site") is click.core.ParameterSource.COMMANDLINE:
         raise CifarzooError("--site and --no-site conflict; give one of them.")
@@ -59,14 +70,30 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
         raise CifarzooError("--force already reruns every run; give --force or --retry-failed, not both.")
     progress = "quiet" if quiet else "plain" if verbose else progress
     from benchmark.bench import bench as run_bench
-    from benchmark.bench import format_summary, parse_seeds, summary_rows
+    from benchmark.bench import estimates, parse_seeds, planned
 
     seed_list = parse_seeds(seeds) if seeds is not None else None
     if imagenet_weights:
         os.environ["CIFARZOO_IMAGENET_WEIGHTS"] = str(imagenet_weights.resolve())
+    options = dict(all_entries=all_entries, exclude=exclude, data=data, profile=profile, seeds=seed_list,
+                   results=results, device=_plan_device(device) if plan_only else resolve_device(device),
+                   force=force, retry_failed=retry_failed, progress="quiet" if as_json else progress,
+                   command=command_line(), time_budget=time_budget)
+    if plan_only:
+        from benchmark.estimate import format_plan
+
+        plan, run_ctx = planned(entries, **options)
+        rows = estimates(plan, run_ctx)
+        if as_json:
+            click.echo(json.dumps(plan_json(rows, run_ctx.device, profile), indent=1))
+            return
+        click.echo(f"plan: {len(plan.runs)} runs, profile {profile}, on {run_ctx.device}; data: "
+                   f"{run_ctx.data.description}", err=True)
+        click.echo(format_plan(rows))
+        return
 
     def on_plan(plan, dataset) -> None:
-        if progress == "quiet":
+        if progress == "quiet" or as_json:
             return
         n_seeds = len({r.seed for r in plan.runs})
         click.echo(f"bench: {len(plan.runs)} runs ({len({r.name for r in plan.runs})} entries x {n_seeds} seeds, "
@@ -75,10 +102,52 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
             for run in plan.runs:
                 click.echo(f"  {'done' if run in plan.done else 'todo'}  {run.run_id}", err=True)
 
-    result = run_bench(entries, all_entries=all_entries, exclude=exclude, data=data, profile=profile,
-                       seeds=seed_list, results=results, site=None if no_site else site, site_images=site_images,
-                       device=resolve_device(device), force=force, retry_failed=retry_failed, progress=progress,
-                       command=command_line(), on_plan=on_plan)
+    result = run_bench(entries, site=None if no_site else site, site_images=site_images, on_plan=on_plan, **options)
+    below = result.below(fail_under / 100) if fail_under is not None else []
+    if as_json:
+        click.echo(json.dumps(summary_json(result, below), indent=1))
+    else:
+        _print_outcome(result, below, fail_under)
+    if result.failed:
+        raise SystemExit(1)
+    if below:
+        raise SystemExit(3)
+    if result.outcome.paused or result.outcome.not_started:
+        raise SystemExit(4)
+
+
+def plan_json(rows: list, device: str, profile: str) -> dict:
+    """`bench --plan --json`: the runs and their estimates; the site's reproduction page reads such files
+    from RESULTS/perf/plan*.json."""
+    import torch
+
+    from benchmark.estimate import GPU_TFLOPS
+    from benchmark.machine import cpu_name
+
+    gpu = device.startswith("cuda")
+    machine = (torch.cuda.get_device_name() if torch.cuda.is_available() else f"an assumed {GPU_TFLOPS:g} TFLOP/s "
+               "GPU") if gpu else f"{cpu_name()}, {torch.get_num_threads()} threads"
+    bases = sorted({est.basis for _, est, done in rows if not done})
+    return {"device": "cuda" if gpu else "cpu", "machine": machine, "profile": profile, "basis": "; ".join(bases),
+            "runs": [{"run_id": run.run_id, "entry": run.name, "seed": run.seed, "recorded": done,
+                      "estimate_s": None if done else round(est.total_s, 1), "epochs": None if done else est.epochs,
+                      "train_images": None if done else est.train_images} for run, est, done in rows]}
+
+
+def summary_json(result, below: list[dict]) -> dict:
+    """What `bench --json` prints: one row per (entry, profile), the runs not done here, the site."""
+    from benchmark.bench import summary_rows
+
+    outcome = result.outcome
+    return {"rows": summary_rows(result.records), "failed": [r["run_id"] for r in result.failed],
+            "below_threshold": [r["entry"] for r in below], "left_to_others": dict(outcome.elsewhere),
+            "paused": outcome.paused, "not_started": outcome.not_started,
+            "site": str(result.site) if result.site else None, "warnings": result.warnings}
+
+
+def _print_outcome(result, below: list[dict], fail_under: float | None) -> None:
+    from benchmark.bench import format_summary, summary_rows
+
     click.echo(format_summary(summary_rows(result.records)))
     for message in result.warnings:
         click.echo(f"warning: {message}", err=True)
@@ -86,7 +155,24 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
         click.echo(f"leaderboard: {result.site}")
     for run_id, why in result.outcome.elsewhere:
         click.echo(f"{run_id}: not run here, {why}", err=True)
+    if result.outcome.paused or result.outcome.not_started:
+        click.echo(f"time budget spent: {len(result.outcome.paused)} run(s) paused (resumable), "
+                   f"{len(result.outcome.not_started)} not started: "
+                   + ", ".join(result.outcome.paused + result.outcome.not_started), err=True)
     if result.failed:
         click.echo(f"{len(result.failed)} run(s) of the plan are recorded as failed: "
                    + ", ".join(r["run_id"] for r in result.failed) + " (rerun them with --retry-failed)", err=True)
-        raise SystemExit(1)
+    for row in below:
+        click.echo(f"{row['entry']} ({row['profile']}): test accuracy {100 * row['accuracy_mean']:.2f}% is below "
+                   f"--fail-under {fail_under:g}%", err=True)
+
+
+def _plan_device(device: str) -> str:
+    """A plan may be made for a GPU this machine does not have (estimated from FLOPs)."""
+    return "cpu" if device == "auto" and not _has_cuda() else ("cuda" if device == "auto" else device)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

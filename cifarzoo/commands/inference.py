@@ -54,7 +54,10 @@ def export(entry: str, out: Path, weights: Path | None, input_size: int | None, 
 
 
 @click.command("time")
-@click.argument("entry")
+@click.argument("entry", required=False)
+@click.option("--results", "results", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Time the stored weights of this folder's records again (ENTRY: a name or glob to pick) and "
+              "write timing records under RESULTS/timings/, which the site prefers when uncontended.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (model, onnx, timing).")
 @click.option("--threads", type=click.IntRange(1, 256), help="Threads for both runtimes (default: torch's count).")
 @click.option("--budget", type=click.Choice(["smoke", "quick", "full"]), default="quick", show_default=True,
@@ -65,10 +68,21 @@ def export(entry: str, out: Path, weights: Path | None, input_size: int | None, 
               help="Time this ONNX file instead of a fresh export of ENTRY.")
 @weights_option
 @input_size_option
-def time_cmd(entry: str, as_json: bool, threads: int | None, budget: str, device: str, onnx_file: Path | None,
-             weights: Path | None, input_size: int | None) -> None:
+def time_cmd(entry: str | None, results: Path | None, as_json: bool, threads: int | None, budget: str, device: str,
+             onnx_file: Path | None, weights: Path | None, input_size: int | None) -> None:
     """Time ENTRY in PyTorch and ONNX Runtime: batch-1 latency percentiles and batch throughput."""
     import torch
+
+    from zoo.errors import CifarzooError
+
+    if results is not None:
+        if onnx_file or weights or input_size:
+            raise CifarzooError("--results times the records' own weights; leave out --onnx, --weights and "
+                                "--input-size.")
+        _retime(results, entry, threads, budget, resolve_device(device))
+        return
+    if entry is None:
+        raise CifarzooError("name the ENTRY to time, or pass --results DIR to time a results folder's weights.")
 
     from benchmark.modelstats import count_params, flops_per_image
     from benchmark.onnx_export import export_onnx, ort_session
@@ -98,6 +112,28 @@ def time_cmd(entry: str, as_json: bool, threads: int | None, budget: str, device
         click.echo(json.dumps(report, indent=2))
     else:
         _print_timing(report)
+
+
+def _retime(results: Path, pattern: str | None, threads: int | None, budget: str, device: str) -> None:
+    import fnmatch
+
+    from benchmark.timings import retime
+    from cifarzoo.commands._common import command_line
+    from leaderboard.records import gather
+    from zoo.errors import CifarzooError
+
+    records = [r for r in gather(results).records.values()
+               if pattern is None or fnmatch.fnmatchcase(r["entry"]["name"], pattern)]
+    if not records:
+        raise CifarzooError(f"no record in {results} matches '{pattern}'; `cifarzoo leaderboard build` lists them.")
+    for path in retime(results, sorted(records, key=lambda r: r["run_id"]), budget=budget, device=device,
+                       threads=threads, command=command_line()):
+        data = json.loads(path.read_text())
+        t = data["timing"]
+        ort = t["onnxruntime"]["batch1_ms"]["p50"] if t["onnxruntime"] else None
+        state = "CONTENDED (load above the core count): not quoted" if t["contended"] else "ok"
+        click.echo(f"{data['entry']}: PyTorch {t['torch']['batch1_ms']['p50']:.3f} ms, ONNX Runtime "
+                   f"{'-' if ort is None else f'{ort:.3f} ms'} at batch 1 ({state}) -> {path}")
 
 
 def _model(entry: str, weights: Path | None, input_size: int | None, for_timing: bool = False) -> tuple[Any, str, int]:
