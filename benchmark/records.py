@@ -90,7 +90,12 @@ def environment(device: str) -> dict[str, Any]:
         ort_version = onnxruntime.__version__
     except ImportError:  # pragma: no cover
         ort_version = None
-    from cifarzoo import __version__
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        cifarzoo_version = version("cifarzoo")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        cifarzoo_version = "unknown"
 
     return {
         "device": device,
@@ -101,5 +106,5 @@ def environment(device: str) -> dict[str, Any]:
         "torchvision": torchvision.__version__,
         "onnxruntime": ort_version,
         "platform": platform.platform(),
-        "cifarzoo": __version__,
+        "cifarzoo": cifarzoo_version,
     }

@@ -82,6 +82,7 @@ class RunContext:
     checkpoints: Path | None = None  # default: <results>/.checkpoints
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each history row; may raise RunStopped
     deadline: float | None = None  # time.monotonic() by which runs pause (resumable) and no new one starts
+    imagenet_weights: Path | None = None  # a folder of torchvision's ImageNet files, for the fine-tunes
 
     def __post_init__(self) -> None:
         if self.checkpoints is None:
@@ -104,13 +105,13 @@ def is_done(run: Run, results: Path) -> bool:
     return record_path(results, run.run_id).exists()
 
 
-def skip_reason(run: Run) -> str | None:
+def skip_reason(run: Run, imagenet_weights: Path | None = None) -> str | None:
     """Why a run cannot start here (ImageNet weights unavailable offline), or None."""
     if not run.entry.pretrained:
         return None
-    from zoo.pretrained import imagenet_weights_available
+    from zoo.pretrained import find_local
 
-    if imagenet_weights_available(run.entry.architecture):
+    if find_local(run.entry.architecture, imagenet_weights) is not None:
         return None
     return (f"ImageNet weights for {run.entry.architecture} ({run.entry.pretrained}) are not available offline; "
             "pass --imagenet-weights DIR or put them in the torch hub cache.")
@@ -120,7 +121,7 @@ def execute(run: Run, ctx: RunContext) -> Record:
     """Do the run and write its record (ok, failed or skipped); returns the record."""
     t0 = time.perf_counter()
     record = base_record(run, ctx)
-    reason = skip_reason(run)
+    reason = skip_reason(run, ctx.imagenet_weights)
     if reason:
         record.update(status="skipped", reason=reason)
     else:
@@ -226,7 +227,10 @@ def train(run: Run, recipe: Recipe, splits: Splits, ctx: RunContext, fast: Any) 
     from benchmark.progress import Progress
     from benchmark.train import fit
 
-    model = zoo.create(run.entry.architecture, **run.arch_kwargs)
+    kwargs = dict(run.arch_kwargs)
+    if run.entry.pretrained and ctx.imagenet_weights is not None:  # where the ImageNet file is (not in the run id)
+        kwargs["weights_file"] = str(ctx.imagenet_weights)
+    model = zoo.create(run.entry.architecture, **kwargs)
     if hasattr(model, "data_init"):  # data-dependent initialisation (e.g. a whitening first conv)
         model.data_init(splits.train.plain(5000).float())
     bar = Progress(recipe.max_epochs, f"  {run.run_id}", ctx.progress, position=1, leave=False)

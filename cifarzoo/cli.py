@@ -4,6 +4,7 @@ only when invoked, so `cifarzoo --help` stays instant (no torch import)."""
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import click
@@ -49,10 +50,19 @@ def cli() -> None:
     """cifarzoo: the CIFAR-10 model zoo, benchmark runner and leaderboard."""
 
 
+class _Lower(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
 def main() -> None:
-    """Run the CLI, turning user errors into one sentence and exit code 2."""
+    """Run the CLI, turning user errors into one sentence and exit code 2; warnings anyone logs (a skipped
+    record, a discarded checkpoint) are printed to stderr as "warning: ..." lines."""
     from zoo.errors import CifarzooError
 
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Lower())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     try:
         cli.main(standalone_mode=False)
     except CifarzooError as err:

@@ -24,7 +24,7 @@ from benchmark.timings import newest_per_entry, newest_per_machine, read_timings
 from leaderboard import format as fmt
 from leaderboard import perf, plots, repro, samples, sweeps, tables
 from leaderboard.pages import LOSSY_NOTE, SMOKE_NOTE, entry_context
-from leaderboard.records import Gathered, gather
+from leaderboard.records import Gathered, collecting, gather, log
 from zoo.errors import CifarzooError
 from zoo.files import clean_stale, inside, replace_dir
 
@@ -66,16 +66,10 @@ def build_site(results: Path, out: Path, strict: bool = False, data_source: str 
     """
     started = time.perf_counter()
     results, out = Path(results), Path(out)
-    gathered = gather(results, warn)
-    warnings = list(gathered.warnings)
-
-    def add_warning(message: str) -> None:
-        warnings.append(message)
-        if warn is not None:
-            warn(message)
-
-    dataset = _dataset(data_source, gathered, add_warning)
-    measured = perf.load_perf(results, add_warning)
+    with collecting(warn) as warnings:  # everything logged while gathering is what --strict counts
+        gathered = gather(results)
+        dataset = _dataset(data_source, gathered)
+        measured = perf.load_perf(results)
     if strict and warnings:
         raise StrictBuildError(warnings)
     check_out(out, results)
@@ -99,13 +93,13 @@ def build_site(results: Path, out: Path, strict: bool = False, data_source: str 
                        warnings=warnings, seconds=time.perf_counter() - started)
 
 
-def _dataset(source: str | Any | None, gathered: Gathered, warn: Callable[[str], None]) -> Any:
+def _dataset(source: str | Any | None, gathered: Gathered) -> Any:
     """Load `source` for sample images if given; warn when it matches no record's data."""
     if source is None:
         return None
     dataset = samples.load_dataset(str(source)) if isinstance(source, str | Path) else source
     if dataset.fingerprint not in set(gathered.runs["fingerprint"]):
-        warn(f"data source {_name(source)} (fingerprint {dataset.fingerprint}) matches no record's data; "
+        log.warning(f"data source {_name(source)} (fingerprint {dataset.fingerprint}) matches no record's data; "
              "sample images are left out.")
     return dataset
 
@@ -169,9 +163,9 @@ def _render(gathered: Gathered, site: Path, dataset: Any, data_source: Any,
     rows = tables.to_plain(table)
     figures: list[plots.Job] = []
     if len(table):
-        figures.append(("tradeoff", (table, site / "assets" / "index" / "tradeoff.png")))
+        figures.append(plots.job("tradeoff", table, site / "assets" / "index" / "tradeoff.png"))
     if len(pairs):
-        figures.append(("augmentation", (pairs, site / "assets" / "index" / "augmentation.png")))
+        figures.append(plots.job("augmentation", pairs, site / "assets" / "index" / "augmentation.png"))
     pages = []
     for row in rows:
         records = [gathered.records[r] for r in runs.loc[(runs["status"] == "ok") & (runs["entry"] == row["entry"])

@@ -106,7 +106,7 @@ def _figures(records: list[dict[str, Any]], rep: dict[str, Any], classes: list[s
     drawn: dict[str, str] = {}
 
     def queue(name: str, *args: Any) -> None:
-        jobs.append((name, (*args, folder / f"{name}.png")))
+        jobs.append(plots.job(name, *args, folder / f"{name}.png"))
         drawn[name] = f"{name}.png"
 
     histories = {r["seed"]: r["history"] for r in records if r["history"]}

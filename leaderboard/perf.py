@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from leaderboard import plots
+from leaderboard.records import log
 
 KINDS = ("flagship", "train_speed", "inference")
 PAGE = "performance.html"
 
 
-def load_perf(results: Path, warn: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def load_perf(results: Path) -> dict[str, dict[str, Any]]:
     """{kind: measurement} for each `results/perf/<kind>.json` present; an unreadable one is warned about."""
     found = {}
     for kind in KINDS:
@@ -29,11 +29,11 @@ def load_perf(results: Path, warn: Callable[[str], None]) -> dict[str, dict[str,
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            warn(f"perf/{kind}.json is not readable JSON ({err}); the Performance page leaves it out.")
+            log.warning(f"perf/{kind}.json is not readable JSON ({err}); the Performance page leaves it out.")
             continue
         found_kind = data.get("kind") if isinstance(data, dict) else None  # a list or number has no kind
         if found_kind != kind:
-            warn(f"perf/{kind}.json is not a {kind} measurement (its 'kind' is {found_kind!r}); left out.")
+            log.warning(f"perf/{kind}.json is not a {kind} measurement (its 'kind' is {found_kind!r}); left out.")
             continue
         found[kind] = data
     return found
@@ -56,8 +56,8 @@ def flagship_context(data: dict[str, Any], site: Path, figures: list[plots.Job])
                    "acc": statistics.mean(c[i][2] for c in curves)} for i in range(n)]
     figure = None
     if curves:
-        figures.append(("time_to_accuracy", ({r["seed"]: r["curve"] for r in runs if r.get("curve")},
-                                             site / "assets" / "perf" / "flagship.png")))
+        figures.append(plots.job("time_to_accuracy", {r["seed"]: r["curve"] for r in runs if r.get("curve")},
+                                 site / "assets" / "perf" / "flagship.png"))
         figure = "assets/perf/flagship.png"
     return {**data, "acc_mean": acc, "acc_sd": acc_sd, "wall_mean": wall,
             "wall_max": max((r["wall_s"] for r in runs), default=None), "curve": mean_curve, "figure": figure}

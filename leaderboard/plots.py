@@ -6,6 +6,7 @@ Each function draws one figure, writes it to `path` and closes it (a build draws
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import sys
@@ -263,7 +264,14 @@ def sweep(trials: list[dict[str, Any]], names: list[str], path: Path) -> None:
     _save(fig, path)
 
 
-Job = tuple[str, tuple[Any, ...]]  # (name of a figure function in this module, its arguments)
+FIGURES = (tradeoff, augmentation, curves, time_to_accuracy, confusion, per_class, roc, calibration, sweep)
+Job = functools.partial  # a figure function of this module with all its arguments, the output path last
+
+
+def job(name: str, *args: Any) -> Job:
+    """The figure function `name` of this module, bound to its arguments (an unknown name fails here)."""
+    figure = {f.__name__: f for f in FIGURES}[name]
+    return functools.partial(figure, *args)
 
 
 def draw(jobs: list[Job], workers: int | None = None) -> None:
@@ -282,5 +290,4 @@ def draw(jobs: list[Job], workers: int | None = None) -> None:
 
 
 def _run(job: Job) -> None:
-    name, args = job
-    globals()[name](*args)
+    job()

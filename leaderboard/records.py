@@ -7,7 +7,9 @@ files are ignored. Records that cannot be used are skipped with a warning naming
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,17 +36,32 @@ class Gathered:
     results: Path | None = None  # the folder they came from (its timings/ hold timing records)
 
 
-class _Warnings(list):
-    """A list of warning sentences that also hands each one to a callback as it is found."""
+log = logging.getLogger("cifarzoo.leaderboard")  # every warning of a build: records skipped, files unreadable
 
-    def __init__(self, warn: Callable[[str], None] | None) -> None:
-        super().__init__()
-        self.warn = warn
 
-    def append(self, message: str) -> None:
-        super().append(message)
-        if self.warn is not None:
-            self.warn(message)
+class _Collector(logging.Handler):
+    def __init__(self, found: list[str], listener: Callable[[str], None] | None) -> None:
+        super().__init__(logging.WARNING)
+        self.found, self.listener = found, listener
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.found.append(message)
+        if self.listener is not None:
+            self.listener(message)
+
+
+@contextmanager
+def collecting(listener: Callable[[str], None] | None = None) -> Iterator[list[str]]:
+    """The warnings logged under `cifarzoo.leaderboard` while the block runs (what --strict counts), each
+    also handed to `listener` as it is logged."""
+    found: list[str] = []
+    handler = _Collector(found, listener)
+    log.addHandler(handler)
+    try:
+        yield found
+    finally:
+        log.removeHandler(handler)
 
 
 def gather(results: Path, warn: Callable[[str], None] | None = None) -> Gathered:
@@ -58,26 +75,8 @@ def gather(results: Path, warn: Callable[[str], None] | None = None) -> Gathered
                             "or pass --results with the folder that holds the result records.")
     if not results.is_dir():
         raise CifarzooError(f"'{results}' is a file, not a folder; pass --results with a folder of records.")
-    records: dict[str, dict[str, Any]] = {}
-    paths: dict[str, Path] = {}
-    warnings = _Warnings(warn)
-    for path in sorted(results.rglob("*.json")):
-        name = path.relative_to(results).as_posix()
-        if _not_records(name):
-            continue
-        record = _read_record(path, name, warnings)
-        if record is None:
-            continue
-        run_id = str(record["run_id"])
-        if run_id in records:
-            warnings.append(f"records {paths[run_id].relative_to(results).as_posix()} and {name} share "
-                            f"run_id {run_id}; kept the first.")
-            continue
-        tb = record.get("traceback_file")
-        if tb and not (path.parent / tb).is_file():
-            warnings.append(f"record {name} names traceback file {tb}, which is not beside it.")
-        records[run_id], paths[run_id] = record, path
-    _drop_superseded(records, paths, results, warnings)
+    with collecting(warn) as warnings:
+        records, paths = _read_all(results)
     if not records:
         skipped = f" ({len(warnings)} skipped, see the warnings)" if warnings else ""
         raise CifarzooError(f"no usable result records under '{results}'{skipped}; run `cifarzoo bench` "
@@ -86,8 +85,30 @@ def gather(results: Path, warn: Callable[[str], None] | None = None) -> Gathered
     return Gathered(records=records, paths=paths, runs=runs, warnings=list(warnings), results=results)
 
 
-def _drop_superseded(records: dict[str, dict[str, Any]], paths: dict[str, Path], results: Path,
-                     warnings: list[str]) -> None:
+def _read_all(results: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
+    records: dict[str, dict[str, Any]] = {}
+    paths: dict[str, Path] = {}
+    for path in sorted(results.rglob("*.json")):
+        name = path.relative_to(results).as_posix()
+        if _not_records(name):
+            continue
+        record = _read_record(path, name)
+        if record is None:
+            continue
+        run_id = str(record["run_id"])
+        if run_id in records:
+            log.warning(f"records {paths[run_id].relative_to(results).as_posix()} and {name} share "
+                            f"run_id {run_id}; kept the first.")
+            continue
+        tb = record.get("traceback_file")
+        if tb and not (path.parent / tb).is_file():
+            log.warning(f"record {name} names traceback file {tb}, which is not beside it.")
+        records[run_id], paths[run_id] = record, path
+    _drop_superseded(records, paths, results)
+    return records, paths
+
+
+def _drop_superseded(records: dict[str, dict[str, Any]], paths: dict[str, Path], results: Path) -> None:
     """Keep one record per (entry, profile, data, seed): the newest. Two can exist when the entry's recipe
     changed between runs (a new run id); averaging both as if they were seeds would be wrong."""
     newest: dict[tuple[Any, ...], str] = {}
@@ -97,29 +118,29 @@ def _drop_superseded(records: dict[str, dict[str, Any]], paths: dict[str, Path],
         key = (dig(r, "entry", "name"), r["profile"], dig(r, "data", "fingerprint"), r["seed"])
         if key in newest:
             old = newest[key]
-            warnings.append(f"records {paths[old].relative_to(results).as_posix()} and "
+            log.warning(f"records {paths[old].relative_to(results).as_posix()} and "
                             f"{paths[run_id].relative_to(results).as_posix()} are both seed {r['seed']} of "
                             f"{key[0]} ({key[1]}); kept the newer, {paths[run_id].relative_to(results).as_posix()}.")
             del records[old], paths[old]
         newest[key] = run_id
 
 
-def _read_record(path: Path, name: str, warnings: list[str]) -> dict[str, Any] | None:
+def _read_record(path: Path, name: str) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        warnings.append(f"{name} is not readable JSON ({err}); skipped.")
+        log.warning(f"{name} is not readable JSON ({err}); skipped.")
         return None
     if not isinstance(data, dict) or "schema_version" not in data:
         what = "a JSON object" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
-        warnings.append(f"{name} is {what} without a schema_version, not a result record; skipped.")
+        log.warning(f"{name} is {what} without a schema_version, not a result record; skipped.")
         return None
     version = data["schema_version"]
     if not isinstance(version, int) or isinstance(version, bool):
-        warnings.append(f"record {name} has schema_version {version!r}, which is not an integer; skipped.")
+        log.warning(f"record {name} has schema_version {version!r}, which is not an integer; skipped.")
         return None
     if version > SCHEMA_VERSION:
-        warnings.append(f"record {name} has schema_version {version}; this cifarzoo reads {SCHEMA_VERSION}"
+        log.warning(f"record {name} has schema_version {version}; this cifarzoo reads {SCHEMA_VERSION}"
                         " — upgrade cifarzoo; skipped.")
         return None
     data = upgrade(data)
@@ -127,11 +148,11 @@ def _read_record(path: Path, name: str, warnings: list[str]) -> dict[str, Any] |
     if data.get("status") == "ok":
         missing += [".".join(keys) for keys in NEEDED if keys[0] not in missing and dig(data, *keys) is None]
     if missing:
-        warnings.append(f"record {name} lacks fields {', '.join(missing)}; skipped.")
+        log.warning(f"record {name} lacks fields {', '.join(missing)}; skipped.")
         return None
     problems = validate(data)
     if problems:
-        warnings.append(f"record {name} is invalid ({'; '.join(problems)}); skipped.")
+        log.warning(f"record {name} is invalid ({'; '.join(problems)}); skipped.")
         return None
     return data
 

@@ -62,7 +62,7 @@ def study_context(summary: dict[str, Any], records: list[dict[str, Any]], site: 
     figure = None
     if any(t["val_acc"] is not None for t in rows):
         slug = Path(summary["page"]).stem
-        figures.append(("sweep", (rows, names, site / "assets" / "sweeps" / f"{slug}.png")))
+        figures.append(plots.job("sweep", rows, names, site / "assets" / "sweeps" / f"{slug}.png"))
         figure = f"../assets/sweeps/{slug}.png"
     rep = records[0]
     return {"study": summary, "trials": ranked, "names": names, "figure": figure, "entry": rep["entry"],

@@ -201,7 +201,7 @@ def test_sparse_ok_record_still_renders(tmp_path, no_figures):
     write_record(tmp_path / "results", record)
     report = build_site(tmp_path / "results", tmp_path / "site")
     html = report.pages[0].read_text()
-    assert sorted(name for name, _ in no_figures) == ["confusion", "per_class", "tradeoff"]
+    assert sorted(job.func.__name__ for job in no_figures) == ["confusion", "per_class", "tradeoff"]
     assert "This run was not timed." in html and "No ROC curves recorded." in html
     assert "The records hold no per-epoch history." in html
     assert "50.00" in html

@@ -7,6 +7,7 @@ import pytest
 import zoo
 from benchmark.profiles import get_profile
 from benchmark.train import lr_factor
+from zoo.errors import CifarzooError
 from zoo.recipe import Recipe
 
 
@@ -35,5 +36,5 @@ def test_smoke_caps_epochs_batch_and_input_size():
 
 
 def test_unknown_profile_is_one_clear_error():
-    with pytest.raises(Exception, match="profile"):
+    with pytest.raises(CifarzooError, match=r"unknown profile 'fast'; closest names: .*"):
         get_profile("fast")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -73,12 +72,10 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
     from benchmark.bench import estimates, parse_seeds, planned
 
     seed_list = parse_seeds(seeds) if seeds is not None else None
-    if imagenet_weights:
-        os.environ["CIFARZOO_IMAGENET_WEIGHTS"] = str(imagenet_weights.resolve())
     options = dict(all_entries=all_entries, exclude=exclude, data=data, profile=profile, seeds=seed_list,
                    results=results, device=_plan_device(device) if plan_only else resolve_device(device),
                    force=force, retry_failed=retry_failed, progress="quiet" if as_json else progress,
-                   command=command_line(), time_budget=time_budget)
+                   command=command_line(), time_budget=time_budget, imagenet_weights=imagenet_weights)
     if plan_only:
         from benchmark.estimate import format_plan
 
@@ -93,14 +90,8 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
         return
 
     def on_plan(plan, dataset) -> None:
-        if progress == "quiet" or as_json:
-            return
-        n_seeds = len({r.seed for r in plan.runs})
-        click.echo(f"bench: {len(plan.runs)} runs ({len({r.name for r in plan.runs})} entries x {n_seeds} seeds, "
-                   f"profile {profile}), {len(plan.done)} already recorded; data: {dataset.description}", err=True)
-        if verbose:
-            for run in plan.runs:
-                click.echo(f"  {'done' if run in plan.done else 'todo'}  {run.run_id}", err=True)
+        if progress != "quiet" and not as_json:
+            _print_plan(plan, dataset, profile, verbose)
 
     result = run_bench(entries, site=None if no_site else site, site_images=site_images, on_plan=on_plan, **options)
     below = result.below(fail_under / 100) if fail_under is not None else []
@@ -114,6 +105,15 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
         raise SystemExit(3)
     if result.outcome.paused or result.outcome.not_started:
         raise SystemExit(4)
+
+
+def _print_plan(plan, dataset, profile: str, verbose: bool) -> None:
+    n_seeds = len({r.seed for r in plan.runs})
+    click.echo(f"bench: {len(plan.runs)} runs ({len({r.name for r in plan.runs})} entries x {n_seeds} seeds, "
+               f"profile {profile}), {len(plan.done)} already recorded; data: {dataset.description}", err=True)
+    if verbose:
+        for run in plan.runs:
+            click.echo(f"  {'done' if run in plan.done else 'todo'}  {run.run_id}", err=True)
 
 
 def plan_json(rows: list, device: str, profile: str) -> dict:
@@ -149,8 +149,6 @@ def _print_outcome(result, below: list[dict], fail_under: float | None) -> None:
     from benchmark.bench import format_summary, summary_rows
 
     click.echo(format_summary(summary_rows(result.records)))
-    for message in result.warnings:
-        click.echo(f"warning: {message}", err=True)
     if result.site is not None:
         click.echo(f"leaderboard: {result.site}")
     for run_id, why in result.outcome.elsewhere:

@@ -24,8 +24,7 @@ def build(results: Path, out: Path, data_source: str | None, strict: bool) -> No
     """Build the site from every result record under --results."""
     from leaderboard.build import build_site
 
-    report = build_site(results, out, strict=strict, data_source=data_source,
-                        warn=lambda message: click.echo(f"warning: {message}", err=True))
+    report = build_site(results, out, strict=strict, data_source=data_source)  # warnings are logged as found
     skipped = f", {report.not_ok} failed or skipped" if report.not_ok else ""
     click.echo(f"built {report.rows} entry pages from {report.records} records ({report.ok} ok{skipped}) "
                f"into {report.out}/ in {report.seconds:.1f} s; open {report.index}")
