@@ -265,8 +265,8 @@ def planned(entries: list[str] | tuple[str, ...] = (), *, all_entries: bool = Fa
             exclude: tuple[str, ...] = (), data: str | Dataset = "cifar10", profile: str = "smoke",
             seeds: list[int] | None = None, results: str | Path = "results", device: str = "cpu",
             force: bool = False, retry_failed: bool = False, progress: str = "quiet",
-            command: str = "", time_budget: float | None = None,
-            imagenet_weights: str | Path | None = None) -> tuple[Plan, RunContext]:
+            command: str = "", time_budget: float | None = None, imagenet_weights: str | Path | None = None,
+            tensorboard: str | Path | None = None, mlflow: str | bool | None = None) -> tuple[Plan, RunContext]:
     """The plan of a bench and its context, with every check a bench makes before its first run."""
     from benchmark.data import load_dataset
     from benchmark.fastpath import environment_override
@@ -281,8 +281,18 @@ def planned(entries: list[str] | tuple[str, ...] = (), *, all_entries: bool = Fa
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
     deadline = time.monotonic() + time_budget if time_budget is not None else None
     ctx = RunContext(results, dataset, device, command, progress, force, deadline=deadline,
-                     imagenet_weights=Path(imagenet_weights) if imagenet_weights else None)
+                     imagenet_weights=Path(imagenet_weights) if imagenet_weights else None,
+                     trackers=_trackers(tensorboard, mlflow, results))
     return make_plan(names, seeds, profile, dataset, ctx, retry_failed=retry_failed), ctx
+
+
+def _trackers(tensorboard: str | Path | None, mlflow: str | bool | None, results: Path) -> tuple[Any, ...]:
+    from benchmark.tracking import MLflow, TensorBoard
+
+    chosen: list[Any] = [TensorBoard(tensorboard)] if tensorboard else []
+    if mlflow:
+        chosen.append(MLflow(mlflow if isinstance(mlflow, str) else None, results))
+    return tuple(chosen)
 
 
 def estimates(plan: Plan, ctx: RunContext) -> list[tuple[Run, Any, bool]]:

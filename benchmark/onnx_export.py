@@ -50,8 +50,13 @@ class ExportResult:
     exporter: str | None = None  # "dynamo" or "torchscript" (the fallback); None when both failed
 
 
-def export_onnx(model: nn.Module, path: Path, input_size: int = 32, opset: int = 18) -> ExportResult:
-    """Export `model` (fp32, eval, CPU) to `path` with a dynamic batch axis and check it with onnx.checker."""
+def export_onnx(model: nn.Module, path: Path, input_size: int = 32, opset: int = 18,
+                metadata: dict[str, Any] | None = None) -> ExportResult:
+    """Export `model` (fp32, eval, CPU) to `path` with a dynamic batch axis and check it with onnx.checker.
+
+    `metadata` goes into the file's `metadata_props` (values as JSON text): by default the preprocessing a
+    loaded zoo model carries (`model.cifarzoo`: entry, classes, mean, std, input size, weights sha256), so the
+    file can be used without cifarzoo."""
     path = Path(path)
     check_output_path(path)
     net = cpu_fp32_eval(model)
@@ -63,6 +68,7 @@ def export_onnx(model: nn.Module, path: Path, input_size: int = 32, opset: int =
         try:
             _export(net, example, Path(tmp), opset, exporter)
             _check(Path(tmp))
+            _stamp(Path(tmp), metadata if metadata is not None else preprocessing_metadata(model))
             os.replace(tmp, path)
             return ExportResult(True, path, None, opset, path.stat().st_size, exporter)
         except Exception as err:  # noqa: BLE001 (any exporter failure is a recorded reason)
@@ -70,6 +76,29 @@ def export_onnx(model: nn.Module, path: Path, input_size: int = 32, opset: int =
         finally:
             Path(tmp).unlink(missing_ok=True)
     return ExportResult(False, None, "ONNX export failed (" + "; ".join(failures) + ")", opset, None)
+
+
+def preprocessing_metadata(model: nn.Module) -> dict[str, Any]:
+    """What a consumer of the ONNX file needs: input layout, and a zoo model's card where it has one."""
+    card = getattr(model, "cifarzoo", None)
+    meta: dict[str, Any] = {"producer": "cifarzoo", "input": "float32 NCHW images: (pixel / 255 - mean) / std"}
+    if card is not None:
+        meta.update(entry=card.entry, classes=list(card.classes), mean=list(card.mean), std=list(card.std),
+                    input_size=card.input_size, weights_sha256=card.sha256, tta=card.tta)
+    return meta
+
+
+def _stamp(path: Path, metadata: dict[str, Any]) -> None:
+    import json
+
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    onnx.save(proto, str(path))
 
 
 def _export(net: nn.Module, example: torch.Tensor, path: Path, opset: int, exporter: str) -> None:

@@ -8,6 +8,7 @@ become records too (status "failed", reason, traceback file), so a bench goes on
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import tempfile
 import time
 import traceback
@@ -83,6 +84,7 @@ class RunContext:
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each history row; may raise RunStopped
     deadline: float | None = None  # time.monotonic() by which runs pause (resumable) and no new one starts
     imagenet_weights: Path | None = None  # a folder of torchvision's ImageNet files, for the fine-tunes
+    trackers: tuple[Any, ...] = ()  # benchmark.tracking: each finished record also goes to TensorBoard / MLflow
 
     def __post_init__(self) -> None:
         if self.checkpoints is None:
@@ -140,6 +142,12 @@ def execute(run: Run, ctx: RunContext) -> Record:
     record["finished_at"] = _now()
     record["durations"]["total_s"] = time.perf_counter() - t0
     write_record(ctx.results, record, force=ctx.force)
+    for tracker in ctx.trackers:
+        try:
+            tracker.log(record)
+        except Exception as err:  # a tracking server's trouble must not lose the run: its record is written
+            logging.getLogger(__name__).warning("could not log %s to %s: %s", run.run_id, type(tracker).__name__,
+                                                one_line(err))
     return record
 
 
@@ -163,8 +171,11 @@ def _steps(run: Run, ctx: RunContext, record: Record) -> None:
     record["weights"] = save_run_weights(model, run, recipe, splits, fitted, record["test"], ctx)
     ckpt.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        meta = {"producer": "cifarzoo", "entry": run.entry.name, "classes": list(ctx.data.classes),
+                "mean": splits.section["mean"], "std": splits.section["std"], "input_size": recipe.input_size,
+                "tta": recipe.tta, "weights_sha256": record["weights"]["sha256"], "run_id": run.run_id}
         (onnx_path, record["onnx"], record["model"]), durations["export_s"] = _timed(
-            export_and_check, model, run, splits, ctx, Path(tmp))
+            export_and_check, model, run, splits, ctx, Path(tmp), meta)
         record["timing"], durations["timing_s"] = _timed(time_inference, model, onnx_path, run, ctx)
 
 
@@ -276,8 +287,8 @@ def save_run_weights(model: torch.nn.Module, run: Run, recipe: Recipe, splits: S
     return WeightsSection(file=f"{run.entry.name}/{path.name}", sha256=sha)  # relative to the weights store
 
 
-def export_and_check(model: torch.nn.Module, run: Run, splits: Splits, ctx: RunContext,
-                     folder: Path) -> tuple[Path | None, OnnxSection, ModelSection]:
+def export_and_check(model: torch.nn.Module, run: Run, splits: Splits, ctx: RunContext, folder: Path,
+                     metadata: dict[str, Any] | None = None) -> tuple[Path | None, OnnxSection, ModelSection]:
     """ONNX export and its parity with PyTorch on the test images (the profile's share of them)."""
     from benchmark.modelstats import count_params, flops_per_image
     from benchmark.onnx_export import export_onnx, ort_session, parity
@@ -285,7 +296,7 @@ def export_and_check(model: torch.nn.Module, run: Run, splits: Splits, ctx: RunC
 
     size = run.recipe.input_size
     section = ModelSection(params=count_params(model), flops_per_image=flops_per_image(model, size), onnx_bytes=None)
-    exported = export_onnx(model, folder / f"{run.entry.name}.onnx", input_size=size)
+    exported = export_onnx(model, folder / f"{run.entry.name}.onnx", input_size=size, metadata=metadata)
     onnx = OnnxSection(exported=exported.ok, reason=exported.reason, opset=exported.opset, max_abs_diff=None,
                        top1_agreement=None, parity_ok=None)
     if not exported.ok:

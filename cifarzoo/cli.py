@@ -16,11 +16,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("zoo_cmds", "info", "Show one entry: architecture, recipe, report, parameters."),
     "train": ("train", "train", "Train one entry and write its result record and weights."),
     "eval": ("train", "eval_cmd", "Evaluate an entry's stored weights on the test split."),
+    "predict": ("predict", "predict", "Classify image files with an entry's trained weights."),
     "export": ("inference", "export", "Export an entry to ONNX and check parity with PyTorch."),
     "time": ("inference", "time_cmd", "Time inference in PyTorch and ONNX Runtime."),
     "bench": ("bench", "bench", "Train, evaluate, export and time many entries; build the site."),
     "leaderboard": ("leaderboard", "leaderboard", "Build or serve the static leaderboard site."),
     "sweep": ("sweep", "sweep", "Hyperparameter search (grid or random) on Optuna."),
+    "card": ("card", "card", "Write a Hugging Face model card beside an entry's weights."),
     "publish": ("publish", "publish", "Ship an entry's best full run inside the package (maintainers)."),
     "doctor": ("doctor", "doctor", "Show the machine and the precision/layout cifarzoo trains in here."),
 }
@@ -46,8 +48,16 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cifarzoo")
-def cli() -> None:
+@click.option("--entries", "entry_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="A folder of entry files (*.toml) to register for this command (repeatable); "
+                   "$CIFARZOO_HOME/entries/ is always read.")
+def cli(entry_dirs: tuple[str, ...]) -> None:
     """cifarzoo: the CIFAR-10 model zoo, benchmark runner and leaderboard."""
+    if entry_dirs:
+        import zoo
+
+        for folder in entry_dirs:
+            zoo.add_entries(folder)
 
 
 class _Lower(logging.Formatter):

@@ -286,11 +286,13 @@ def test_promote_registers_an_entry_that_bench_runs(grid, monkeypatch, capsys):
     best = sw.best_row(sw.study_rows(grid.study))
     name = "tinyvgg-grid22"
     assert f"as entry {name}" in out
-    saved = json.loads((grid.home / "promoted" / f"{name}.json").read_text())
+    from zoo.entryfiles import parse_toml
+
+    saved = parse_toml(grid.home / "entries" / f"{name}.toml")  # the same format as a user's entry file
     assert saved["provenance"]["study"] == "grid22" and saved["provenance"]["trial"] == best.number
-    assert saved["entry"]["report"] == "cifarzoo sweep" and "grid22" in saved["entry"]["description"]
-    assert saved["entry"]["arch_kwargs"]["hidden"] == best.params["hidden"]
-    assert saved["entry"]["recipe"]["batch_size"] == best.params["batch_size"]
+    assert saved["provenance"]["report"] == "cifarzoo sweep" and "grid22" in saved["description"]
+    assert saved["arch_kwargs"]["hidden"] == best.params["hidden"]
+    assert saved["recipe"]["batch_size"] == best.params["batch_size"]
     # a new process (bench) knows the entry, and runs it with the best configuration
     env = {**os.environ, "CIFARZOO_HOME": str(grid.home)}
     bench_results = grid.out / "bench"

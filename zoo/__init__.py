@@ -19,7 +19,7 @@ from zoo.recipe import EarlyStopping, Recipe
 
 __all__ = [
     "CifarzooError", "EarlyStopping", "Entry", "Recipe", "Reported",
-    "create", "get_entry", "get_weights", "info", "list_architectures", "list_models", "load",
+    "add_entries", "create", "get_entry", "get_weights", "info", "list_architectures", "list_models", "load",
 ]
 
 _loaded = False
@@ -29,10 +29,22 @@ def _ensure_registered() -> None:
     global _loaded
     if not _loaded:
         import zoo.entries  # noqa: F401  (imports every model file, then registers the entries)
+        from zoo.entryfiles import entries_dir, register_folder
         from zoo.promoted import register_promoted
 
-        _loaded = True  # before the promoted entries: a bad file warns once, it does not retry every call
-        register_promoted()  # entries promoted from sweeps ($CIFARZOO_HOME/promoted/*.json)
+        _loaded = True  # before the user's entries: a bad file warns once, it does not retry every call
+        register_folder(entries_dir(), strict=False)  # the user's entry files ($CIFARZOO_HOME/entries/*.toml)
+        register_promoted()  # entries promoted by older versions ($CIFARZOO_HOME/promoted/*.json)
+
+
+def add_entries(folder: str) -> list[str]:
+    """Register every entry file (*.toml) in `folder` for this process; a bad file is one clear error."""
+    _ensure_registered()
+    from pathlib import Path
+
+    from zoo.entryfiles import register_folder
+
+    return register_folder(Path(folder).expanduser())
 
 
 def list_models(pattern: str | None = None) -> list[str]:

@@ -34,6 +34,23 @@ class LoadedInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     weights: str = ""
     tta: str = "none"  # the test-time augmentation its published numbers were measured with
+    sha256: str = ""  # of the weights file
+
+    def transform(self) -> Any:
+        """The evaluation transform (torchvision v2): a PIL image or uint8 HWC array/tensor in, the normalised
+        float32 CHW tensor this network takes out (resized to `input_size` where that is not 32)."""
+        import torch
+        from torchvision.transforms import v2
+
+        def hwc_to_chw(image: Any) -> Any:  # v2 reads tensors as CHW; arrays and PIL images it converts itself
+            if isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[-1] in (1, 3):
+                return image.permute(2, 0, 1)
+            return image
+
+        steps = [v2.Lambda(hwc_to_chw), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+        if self.input_size != 32:
+            steps.append(v2.Resize((self.input_size, self.input_size), antialias=False))  # as training did
+        return v2.Compose([*steps, v2.Normalize(list(self.mean), list(self.std))])
 
 
 def build(entry: Entry | str, pretrained: bool = False) -> Any:
@@ -150,4 +167,5 @@ def _loaded_info(entry: Entry, meta: dict[str, Any], path: Path) -> LoadedInfo:
         metrics=dict(meta.get("metrics") or {}),
         weights=str(path),
         tta=str(meta.get("tta") or entry.recipe.tta),
+        sha256=str(meta.get("sha256") or ""),
     )

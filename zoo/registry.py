@@ -40,12 +40,13 @@ def valid_name(name: Any) -> bool:
     return isinstance(name, str) and NAME_RE.fullmatch(name) is not None and ".." not in name
 
 
-def register_entry(entry: Entry) -> Entry:
-    """Add an entry; its name must follow the grammar and be new, and its architecture must exist."""
+def register_entry(entry: Entry, *, replace: bool = False) -> Entry:
+    """Add an entry; its name must follow the grammar and be new (or `replace` an entry of the user's), and
+    its architecture must exist."""
     if not valid_name(entry.name):
         raise ValueError(f"entry name '{entry.name}' is not valid: use lower-case letters, digits, '.', '_' "
                          "and '-', starting with a letter or digit")
-    if entry.name in _ENTRIES:
+    if entry.name in _ENTRIES and not (replace and _ENTRIES[entry.name].report == "user"):
         raise ValueError(f"entry '{entry.name}' is already registered")
     if entry.architecture not in _ARCHITECTURES:
         raise ValueError(f"entry '{entry.name}' names unknown architecture '{entry.architecture}'")

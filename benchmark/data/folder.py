@@ -123,8 +123,13 @@ def _decode_pil(name: str, blob: bytes, tree: Tree) -> np.ndarray:
 
 def read_image_folder(path: Path) -> Dataset:
     """Decode an image-folder tree (folder or archive at absolute `path`) into a Dataset."""
+    from .official import layout_of, read_official
+
     tree = open_tree(path)
     files, dirs = tree.listing()
+    official = layout_of(files)
+    if official is not None:  # the official python/binary releases, or Kaggle's layout
+        return read_official(path, tree, *official)
     layout = find_layout(files, dirs, str(path))
     classes = sorted(layout["train"])
     arrays = {}

@@ -20,7 +20,9 @@ from .synthetic import synthetic_dataset
 
 SOURCE_FORMS = (
     "'cifar10' (the official release, downloaded and md5-checked), 'synthetic' (a small generated set for "
-    "tests), or a path to an image-folder tree train/<class>/*, test/<class>/* (a folder, .zip, .tar or .tar.gz)"
+    "tests), or a path to: the official cifar-10-python.tar.gz or cifar-10-binary.tar.gz (or their extracted "
+    "cifar-10-batches-py/ or cifar-10-batches-bin/ folders), Kaggle's layout (train/*.png + trainLabels.csv), "
+    "or an image-folder tree train/<class>/*, test/<class>/* (a folder, .zip, .tar or .tar.gz)"
 )
 DOWNLOAD_TIMEOUT_S = 20  # per network operation: offline machines fail fast instead of hanging
 
@@ -70,8 +72,9 @@ def official_cifar10(*, cache: bool = True) -> Dataset:
             test = CIFAR10(root=str(root), train=False, download=False)
     except (OSError, RuntimeError) as err:  # URLError and timeouts are OSErrors; a bad md5 is a RuntimeError
         raise CifarzooError(
-            f"official CIFAR-10 could not be downloaded (offline?) ({err}); "
-            "pass `--data /path/to/cifar10-folder-or.zip` or set CIFARZOO_DATA."
+            f"official CIFAR-10 could not be downloaded (offline?) ({err}); pass --data (or set CIFARZOO_DATA) "
+            "with a copy you have: cifar-10-python.tar.gz, cifar-10-binary.tar.gz, an extracted "
+            "cifar-10-batches-py/ folder, Kaggle's train/ + trainLabels.csv, or an image-folder tree or .zip."
         ) from None
     x_train, x_test = torch.from_numpy(train.data), torch.from_numpy(test.data)
     y_train = torch.tensor(train.targets, dtype=torch.int64)

@@ -35,7 +35,7 @@ class Promotion:
 
 def promote(study_name: str, storage_url: str, name: str | None = None, *, force: bool = False) -> Promotion:
     """Register the best trial of `study_name` as a new entry; returns it and the file it lives in."""
-    from zoo.promoted import promoted_dir, save_promoted
+    from zoo.entryfiles import entries_dir, save_entry_file
 
     study = load_study(study_name, open_storage(storage_url))
     definition = study.user_attrs.get("cifarzoo")
@@ -51,7 +51,7 @@ def promote(study_name: str, storage_url: str, name: str | None = None, *, force
     if not ENTRY_NAME.match(new_name):
         raise CifarzooError(f"'{new_name}' is not a usable entry name (lower-case letters, digits, '.', '+', '_' "
                             "and '-'); give --promote a name such as tinyvgg-tuned.")
-    if new_name in zoo.list_models() and not (promoted_dir() / f"{new_name}.json").exists():
+    if new_name in zoo.list_models() and not (entries_dir() / f"{new_name}.toml").exists():
         raise CifarzooError(f"the zoo already has an entry '{new_name}'; give --promote another name.")
     targets = {n: d["target"] for n, d in definition["params"].items()}
     recipe, arch = split_params(best.params, targets)
@@ -71,7 +71,7 @@ def promote(study_name: str, storage_url: str, name: str | None = None, *, force
     provenance = {"study": study_name, "storage": masked(storage_url), "trial": best.number, "params": best.params,
                   "val_acc": best.val_acc, "test_acc": best.test_acc, "run_id": best.run_id, "sweep": definition,
                   "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    path = save_promoted(entry, provenance, force=force)  # registered by every process started from now on
+    path = save_entry_file(entry, provenance, force=force)  # registered by every process started from now on
     return Promotion(entry, path, best.number, best.val_acc)
 
 

@@ -22,6 +22,14 @@ from zoo.errors import CifarzooError
 @click.command()
 @click.argument("entries", nargs=-1)
 @click.option("--all", "all_entries", is_flag=True, help="Every registered entry.")
+@click.option("--model", "model_spec", metavar="SPEC", help="Your own model: path/to/file.py:function, "
+              "package.module:function (a function returning an nn.Module for 32x32x3 images and 10 classes) or "
+              "timm:NAME; saved as an entry file in $CIFARZOO_HOME/entries/ and benched like any entry.")
+@click.option("--name", "model_name", metavar="NAME", help="With --model: the entry's name [default: from SPEC].")
+@click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="With --model: a recipe TOML (Recipe fields) [default: Adam 1e-3, batch 128, 30 epochs, basic "
+              "augmentation, early stopping on validation loss].")
+@click.option("--recipe-from", metavar="ENTRY", help="With --model: start from this entry's recipe.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Leave out entries matching GLOB (repeatable).")
 @data_option
 @profile_option
@@ -45,16 +53,22 @@ from zoo.errors import CifarzooError
               "this long has passed; a run that would end past it pauses after an epoch (checkpointed: the next "
               "bench resumes it). What was not run is listed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (for CI).")
+@click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Also write each run's curves and test metrics as TensorBoard event files under DIR.")
+@click.option("--mlflow", "mlflow_on", is_flag=True, help="Also log each run to MLflow (params, curves, test "
+              "metrics, the record as an artifact); a local store in RESULTS/ unless --mlflow-uri.")
+@click.option("--mlflow-uri", metavar="URI", help="MLflow tracking URI (implies --mlflow), e.g. http://host:5000.")
 @click.option("--fail-under", type=click.FloatRange(0, 100), metavar="PERCENT", help="Exit 3 when an entry's "
               "mean test accuracy is below PERCENT.")
 @click.option("--retry-failed", is_flag=True, help="Run again the runs recorded as failed (their old record is "
               "kept in RESULTS/.failed/).")
 @click.pass_context
 def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclude: tuple[str, ...], data: str,
+          model_spec: str | None, model_name: str | None, recipe_file: Path | None, recipe_from: str | None,
           profile: str, seeds: str | None, results: Path, site: Path, no_site: bool, site_images: bool,
           imagenet_weights: Path | None, device: str, progress: str, quiet: bool, verbose: bool, force: bool,
-          plan_only: bool, time_budget: float | None, as_json: bool, fail_under: float | None,
-          retry_failed: bool) -> None:
+          plan_only: bool, time_budget: float | None, as_json: bool, tensorboard: Path | None, mlflow_on: bool,
+          mlflow_uri: str | None, fail_under: float | None, retry_failed: bool) -> None:
     """Train, evaluate, export and time ENTRIES (names or globs), then build the leaderboard.
 
     Exit codes: 0 every planned run is recorded ok or skipped; 1 some run of the plan is recorded as failed
@@ -68,6 +82,10 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
     if force and retry_failed:
         raise CifarzooError("--force already reruns every run; give --force or --retry-failed, not both.")
     progress = "quiet" if quiet else "plain" if verbose else progress
+    if model_spec:
+        entries = (*entries, _user_entry(model_spec, model_name, recipe_file, recipe_from, force))
+    elif model_name or recipe_file or recipe_from:
+        raise CifarzooError("--name, --recipe and --recipe-from go with --model; name registered entries directly.")
     from benchmark.bench import bench as run_bench
     from benchmark.bench import estimates, parse_seeds, planned
 
@@ -76,6 +94,7 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
                    results=results, device=_plan_device(device) if plan_only else resolve_device(device),
                    force=force, retry_failed=retry_failed, progress="quiet" if as_json else progress,
                    command=command_line(), time_budget=time_budget, imagenet_weights=imagenet_weights)
+    trackers = dict(tensorboard=tensorboard, mlflow=mlflow_uri or mlflow_on)
     if plan_only:
         from benchmark.estimate import format_plan
 
@@ -93,7 +112,8 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
         if progress != "quiet" and not as_json:
             _print_plan(plan, dataset, profile, verbose)
 
-    result = run_bench(entries, site=None if no_site else site, site_images=site_images, on_plan=on_plan, **options)
+    result = run_bench(entries, site=None if no_site else site, site_images=site_images, on_plan=on_plan,
+                       **options, **trackers)
     below = result.below(fail_under / 100) if fail_under is not None else []
     if as_json:
         click.echo(json.dumps(summary_json(result, below), indent=1))
@@ -105,6 +125,26 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
         raise SystemExit(3)
     if result.outcome.paused or result.outcome.not_started:
         raise SystemExit(4)
+
+
+def _user_entry(spec: str, name: str | None, recipe_file: Path | None, recipe_from: str | None, force: bool) -> str:
+    """Register (and save as an entry file) the user's model; returns its entry name."""
+    import zoo
+    from zoo.entryfiles import entries_dir, save_entry_file
+    from zoo.registry import register_entry
+    from zoo.user import read_recipe_file, user_entry
+
+    if recipe_file and recipe_from:
+        raise CifarzooError("--recipe and --recipe-from conflict; give one of them.")
+    recipe = read_recipe_file(recipe_file) if recipe_file else (zoo.get_entry(recipe_from).recipe if recipe_from
+                                                                  else None)
+    entry = user_entry(spec, name=name, recipe=recipe)
+    registered = entry.name in zoo.list_models()
+    if registered and not (entries_dir() / f"{entry.name}.toml").exists():
+        raise CifarzooError(f"the zoo already has an entry '{entry.name}'; pass --name with another name.")
+    save_entry_file(entry, {"created_by": "cifarzoo bench --model"}, force=force)  # refuses another config
+    register_entry(entry, replace=registered)  # the file's entry, as just written
+    return entry.name
 
 
 def _print_plan(plan, dataset, profile: str, verbose: bool) -> None:
