@@ -266,7 +266,8 @@ def planned(entries: list[str] | tuple[str, ...] = (), *, all_entries: bool = Fa
             seeds: list[int] | None = None, results: str | Path = "results", device: str = "cpu",
             force: bool = False, retry_failed: bool = False, progress: str = "quiet",
             command: str = "", time_budget: float | None = None, imagenet_weights: str | Path | None = None,
-            tensorboard: str | Path | None = None, mlflow: str | bool | None = None) -> tuple[Plan, RunContext]:
+            tensorboard: str | Path | None = None, mlflow: str | bool | None = None,
+            shard: tuple[int, int] | None = None) -> tuple[Plan, RunContext]:
     """The plan of a bench and its context, with every check a bench makes before its first run."""
     from benchmark.data import load_dataset
     from benchmark.fastpath import environment_override
@@ -283,7 +284,14 @@ def planned(entries: list[str] | tuple[str, ...] = (), *, all_entries: bool = Fa
     ctx = RunContext(results, dataset, device, command, progress, force, deadline=deadline,
                      imagenet_weights=Path(imagenet_weights) if imagenet_weights else None,
                      trackers=_trackers(tensorboard, mlflow, results))
-    return make_plan(names, seeds, profile, dataset, ctx, retry_failed=retry_failed), ctx
+    plan = make_plan(names, seeds, profile, dataset, ctx, retry_failed=retry_failed)
+    if shard is not None:  # this process's slice only: N processes with K = 1..N share the plan
+        from benchmark.distributed import shard as slice_of
+
+        mine = {r.run_id for r in slice_of(plan.runs, *shard)}
+        plan = Plan([r for r in plan.todo if r.run_id in mine], [r for r in plan.done if r.run_id in mine],
+                    [r for r in plan.retry if r.run_id in mine])
+    return plan, ctx
 
 
 def _trackers(tensorboard: str | Path | None, mlflow: str | bool | None, results: Path) -> tuple[Any, ...]:
@@ -304,15 +312,18 @@ def estimates(plan: Plan, ctx: RunContext) -> list[tuple[Run, Any, bool]]:
 
 
 def bench(entries: list[str] | tuple[str, ...] = (), *, site: str | Path | None = "site", site_images: bool = True,
-          on_plan: Any = None, **options: Any) -> BenchResult:
+          on_plan: Any = None, executor: str = "local", address: str | None = None, threads: int | None = None,
+          **options: Any) -> BenchResult:
     """Plan (entry x seed) runs, do the ones not recorded yet, build the site: what `cifarzoo bench` does.
 
         >>> from benchmark.bench import bench
         >>> result = bench(["cnn3-basic"], data="synthetic", profile="smoke", results="out", site=None)
         >>> [r["test"]["accuracy"] for r in result.records]
 
-    `options` are `planned`'s (data, profile, seeds, results, device, force, retry_failed, progress, ...).
-    `on_plan(plan, dataset)` is called once the plan is known, before any run starts.
+    `options` are `planned`'s (data, profile, seeds, results, device, force, retry_failed, progress, shard,
+    ...). `executor`: "local" (runs one after another here) or "ray" (tasks on the Ray cluster at `address`, or
+    a local one; benchmark.distributed). `threads`: torch threads per run. `on_plan(plan, dataset)` is called
+    once the plan is known, before any run starts.
     """
     site = Path(site) if site is not None else None
     if site is not None:
@@ -322,7 +333,16 @@ def bench(entries: list[str] | tuple[str, ...] = (), *, site: str | Path | None 
     plan, ctx = planned(entries, **options)
     if on_plan is not None:
         on_plan(plan, ctx.data)
-    outcome = LocalExecutor().run(plan, ctx)
+    if executor == "ray":
+        from benchmark.distributed import RayExecutor
+
+        outcome = RayExecutor(address, threads or 1).run(plan, ctx)
+    else:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        outcome = LocalExecutor().run(plan, ctx)
     result = BenchResult(plan, outcome, collect(plan, ctx))
     if site is not None:
         from leaderboard.build import build_site

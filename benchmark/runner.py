@@ -237,7 +237,10 @@ def train(run: Run, recipe: Recipe, splits: Splits, ctx: RunContext, fast: Any) 
     """Build the entry's network (data-dependent init where it has one) and `fit` it, resuming a checkpoint."""
     from benchmark.progress import Progress
     from benchmark.train import fit
+    from zoo.user import is_spec, resolve_architecture
 
+    if is_spec(run.entry.architecture):  # a user's model: a process that did not read its entry file resolves it
+        resolve_architecture(run.entry.architecture)
     kwargs = dict(run.arch_kwargs)
     if run.entry.pretrained and ctx.imagenet_weights is not None:  # where the ImageNet file is (not in the run id)
         kwargs["weights_file"] = str(ctx.imagenet_weights)

@@ -134,16 +134,18 @@ def default_storage(results: Any) -> str:
     return f"sqlite:///{(Path(results) / 'sweeps.db').resolve()}"
 
 
-def open_storage(url: str) -> Any:
-    """An Optuna RDB storage with heartbeats; a URL that cannot be opened is a CifarzooError."""
+def open_storage(url: str, grace_s: float = GRACE_S) -> Any:
+    """An Optuna RDB storage with heartbeats (a trial silent for `grace_s` seconds is taken over); a URL that
+    cannot be opened is a CifarzooError."""
     _quiet_optuna()
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # workers wait for the lock
     for attempt in range(4):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable enough
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
-                                                  grace_period=GRACE_S)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine,
+                                                  heartbeat_interval=min(HEARTBEAT_S, max(1, int(grace_s / 3))),
+                                                  grace_period=int(grace_s))
         except Exception as err:
             # workers starting together race to create the tables: the loser finds them on a retry
             if attempt < 3 and any(w in str(err) for w in ("UNIQUE constraint", "already exists", "locked")):

@@ -52,6 +52,14 @@ from zoo.errors import CifarzooError
 @click.option("--time-budget", type=click.FloatRange(min=1), metavar="SECONDS", help="Stop starting runs once "
               "this long has passed; a run that would end past it pauses after an epoch (checkpointed: the next "
               "bench resumes it). What was not run is listed.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: one run after another here; ray: each run a Ray task (pip install 'cifarzoo[ray]').")
+@click.option("--address", metavar="ADDRESS", help="With --executor ray: a running cluster (e.g. 10.0.0.5:6379 or "
+              "'auto'); default: a local cluster started for this command.")
+@click.option("--threads", type=click.IntRange(1, 256), help="Torch threads per run (Ray: the CPUs each task asks "
+              "for) [default: local torch's count, Ray 1].")
+@click.option("--shard", metavar="K/N", help="Run only the K-th of N disjoint slices of the plan (SLURM arrays, "
+              "Kubernetes indexed jobs); N shards on one results folder give the records of one bench.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (for CI).")
 @click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Also write each run's curves and test metrics as TensorBoard event files under DIR.")
@@ -67,7 +75,8 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
           model_spec: str | None, model_name: str | None, recipe_file: Path | None, recipe_from: str | None,
           profile: str, seeds: str | None, results: Path, site: Path, no_site: bool, site_images: bool,
           imagenet_weights: Path | None, device: str, progress: str, quiet: bool, verbose: bool, force: bool,
-          plan_only: bool, time_budget: float | None, as_json: bool, tensorboard: Path | None, mlflow_on: bool,
+          plan_only: bool, time_budget: float | None, executor: str, address: str | None, threads: int | None,
+          shard: str | None, as_json: bool, tensorboard: Path | None, mlflow_on: bool,
           mlflow_uri: str | None, fail_under: float | None, retry_failed: bool) -> None:
     """Train, evaluate, export and time ENTRIES (names or globs), then build the leaderboard.
 
@@ -88,12 +97,16 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
         raise CifarzooError("--name, --recipe and --recipe-from go with --model; name registered entries directly.")
     from benchmark.bench import bench as run_bench
     from benchmark.bench import estimates, parse_seeds, planned
+    from benchmark.distributed import parse_shard
 
     seed_list = parse_seeds(seeds) if seeds is not None else None
     options = dict(all_entries=all_entries, exclude=exclude, data=data, profile=profile, seeds=seed_list,
                    results=results, device=_plan_device(device) if plan_only else resolve_device(device),
                    force=force, retry_failed=retry_failed, progress="quiet" if as_json else progress,
-                   command=command_line(), time_budget=time_budget, imagenet_weights=imagenet_weights)
+                   command=command_line(), time_budget=time_budget, imagenet_weights=imagenet_weights,
+                   shard=parse_shard(shard) if shard else None)
+    if address and executor != "ray":
+        raise CifarzooError("--address is a Ray cluster's; give --executor ray with it.")
     trackers = dict(tensorboard=tensorboard, mlflow=mlflow_uri or mlflow_on)
     if plan_only:
         from benchmark.estimate import format_plan
@@ -113,7 +126,7 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
             _print_plan(plan, dataset, profile, verbose)
 
     result = run_bench(entries, site=None if no_site else site, site_images=site_images, on_plan=on_plan,
-                       **options, **trackers)
+                       executor=executor, address=address, threads=threads, **options, **trackers)
     below = result.below(fail_under / 100) if fail_under is not None else []
     if as_json:
         click.echo(json.dumps(summary_json(result, below), indent=1))

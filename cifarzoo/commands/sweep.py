@@ -68,11 +68,14 @@ def sweep() -> None:
               help="Stop trials whose validation accuracy falls below the median of earlier trials (from epoch 3).")
 @click.option("--site", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also build the leaderboard into this folder at the end (with the study's page).")
+@click.option("--grace", type=click.IntRange(3, 3600), default=60, show_default=True, metavar="SECONDS",
+              help="A trial whose worker sent no heartbeat for this long was killed: another worker reruns it.")
 @device_option
 @progress_option
 def run(entry: str | None, params: tuple[str, ...], preset: str | None, grid: bool, random_n: int | None,
         study: str | None, storage: str | None, data: str, profile: str, seed: int, results: Path, max_trials: int,
-        yes: bool, n_trials: int | None, prune: bool, site: Path | None, device: str, progress: str) -> None:
+        yes: bool, n_trials: int | None, prune: bool, site: Path | None, grace: int, device: str,
+        progress: str) -> None:
     """Search hyperparameters of ENTRY; every trial is a normal run with a normal result record.
 
     Rerunning the same command resumes the study (finished trials are never repeated); running it in
@@ -89,7 +92,7 @@ def run(entry: str | None, params: tuple[str, ...], preset: str | None, grid: bo
                         profile=profile, seed=seed, max_trials=max_trials, yes=yes)
     check_results_dir(results)
     url = storage or default_storage(results)
-    opened = open_storage(url)  # before the data: a bad URL fails in a second
+    opened = open_storage(url, grace_s=grace)  # before the data: a bad URL fails in a second
     dataset = load_dataset(data)
     ctx = RunContext(results, dataset, resolve_device(device), command_line(), progress)
     quiet = progress == "quiet"
