@@ -9,14 +9,17 @@ The reports' loop: a dataset of PIL images in memory, torchvision DataLoader(num
 "aug" policy as PIL transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, RandomRotation(15),
 ColorJitter(0.2, 0.2, 0.2)) + ToTensor + Normalize, fp32, NCHW, torch.optim.Adam with its defaults,
 `loss.item()` every step. The fast path: the engine's `fit` (DeviceLoader with the same policy as batched
-tensor ops, bf16 autocast, channels_last, fused Adam, no host sync inside the step). Each side trains
+tensor ops, the precision and layout this machine's probe chose (benchmark.fastpath: bf16 + channels_last
+where bf16 is native, fp32 where it is emulated), the recipe's optimizer fused, no host sync inside the
+step; `--compile` adds torch.compile). Each side trains
 two epochs over the same subset; the second epoch is timed (start-up costs excluded on both sides, the
 DataLoader's per-epoch worker start-up included, as a report's loop pays it every epoch).
 
 Then the accuracy check: both loops train the same initial weights for the same epochs on a balanced
 subset and are scored on the test split (no TTA); printed per seed and as the mean difference.
 Every model uses the "aug" policy here (cnn004-relu's own recipe has none), so the loops differ only
-in the pipeline: PIL + fp32 + NCHW + Adam vs device tensors + bf16 + channels_last + fused Adam.
+in the pipeline: PIL + fp32 + NCHW + Adam vs device tensors + the chosen precision/layout + fused Adam.
+Every architecture of the zoo is measured (one entry each; fine-tune architectures from random weights).
 """
 
 from __future__ import annotations
@@ -39,20 +42,32 @@ from benchmark.loader import DeviceLoader
 from benchmark.splits import channel_stats, stratified_subset
 from benchmark.train import fit
 
-# entry, images per timed epoch, training images of the accuracy check (ResNet-12 at hidden 128 needs
-# ~9 GFLOP per training image, 20x TinyVGG: fewer images, or it alone would take an hour)
+# entry (one per architecture), images per timed epoch, training images of the accuracy check (ResNet-12 at
+# hidden 128 needs ~9 GFLOP per training image, 20x TinyVGG: fewer images, or it alone would take an hour)
 MODELS = [("tinyvgg-aug", 2048, 5000), ("resnet12-aug", 384, 640), ("vit-aug", 2048, 5000),
-          ("mixer-aug", 4096, 5000), ("cnn004-relu", 4096, 5000)]
-CONVOLUTIONAL = {"tinyvgg-aug", "resnet12-aug", "cnn004-relu"}
+          ("mixer-aug", 4096, 5000), ("cnn004-relu", 4096, 5000), ("gru-aug", 2048, 5000),
+          ("cnn3-basic", 4096, 5000), ("mlp-s-norm", 8192, 5000), ("mlp-l-norm", 8192, 5000),
+          ("vit-tiny-norm", 2048, 5000), ("cnn002-aug", 4096, 5000), ("vit002-norm", 512, 2000),
+          ("resnet18-scratch", 2048, 5000), ("net003-norm", 1024, 5000), ("airnet-fast", 2048, 5000),
+          ("mobilenetv3-small-ft", 256, 1000), ("efficientnetv2-s-ft", 128, 500)]
+CONVOLUTIONAL = {"tinyvgg-aug", "resnet12-aug", "cnn004-relu", "cnn3-basic", "cnn002-aug", "resnet18-scratch",
+                 "net003-norm", "airnet-fast", "mobilenetv3-small-ft", "efficientnetv2-s-ft"}
+
+
+def _network(entry):
+    """The entry's network; fine-tunes from random weights (their ImageNet weights are not needed for speed)."""
+    kwargs = {k: v for k, v in entry.arch_kwargs.items() if k != "pretrained"}
+    return zoo.create(entry.architecture, **kwargs)
 
 
 
 
-def reports_loader(x: torch.Tensor, y: torch.Tensor, mean, std, batch: int, seed: int):
+def reports_loader(x: torch.Tensor, y: torch.Tensor, mean, std, batch: int, seed: int, size: int = 32):
     from torchvision import transforms as T
 
+    resize = [T.Resize(size)] if size != 32 else []  # fine-tunes upsample, as their transforms do
     transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.RandomRotation(15),
-                           T.ColorJitter(0.2, 0.2, 0.2), T.ToTensor(), T.Normalize(mean, std)])
+                           T.ColorJitter(0.2, 0.2, 0.2), *resize, T.ToTensor(), T.Normalize(mean, std)])
     return torch.utils.data.DataLoader(PilDataset(x, y, transform), batch_size=batch, shuffle=True, num_workers=2,
                                        generator=torch.Generator().manual_seed(seed))
 
@@ -76,12 +91,20 @@ def reports_epochs(model: nn.Module, loader, lr: float, epochs: int) -> list[flo
     return seconds
 
 
+COMPILE = False  # --compile: the fast path with torch.compile
+
+
 def fast_fit(model: nn.Module, entry, x, y, mean, std, epochs: int, seed: int):
+    from benchmark.train import resolve_fast_path
+
     recipe = entry.recipe.replace(max_epochs=epochs, early_stopping=None, min_epochs=0, val_fraction=0.0,
-                                  augment="aug", precision="bf16", channels_last=True)
+                                  augment="aug", input_size=min(entry.recipe.input_size, 64),
+                                  compile=COMPILE or entry.recipe.compile)
+    fast = resolve_fast_path(recipe, "cpu")  # this machine's probe
+    recipe = recipe.replace(precision=fast.precision, channels_last=fast.channels_last)
     loader = DeviceLoader(x, y, batch_size=recipe.batch_size, mean=mean, std=std, shuffle=True, seed=seed,
-                          policy=get_policy("aug"), channels_last=True)
-    return fit(model, recipe, loader, None)
+                          policy=get_policy("aug"), channels_last=recipe.channels_last, input_size=recipe.input_size)
+    return fit(model, recipe, loader, None, fast_path=fast)
 
 
 def test_accuracy(model: nn.Module, x, y, mean, std, precision: str, channels_last: bool) -> float:
@@ -100,17 +123,22 @@ def speed(data, mean, std, names: list[str]) -> list[dict]:
         idx = stratified_subset(data.y_train, n, seed=0)
         x, y = data.x_train[idx], data.y_train[idx]
         torch.manual_seed(0)
-        model = zoo.create(entry.architecture, **entry.arch_kwargs)
-        fast_model = zoo.create(entry.architecture, **entry.arch_kwargs)
+        model = _network(entry)
+        fast_model = _network(entry)
         fast_model.load_state_dict(model.state_dict())
-        loader = reports_loader(x, y, mean, std, entry.recipe.batch_size, seed=0)
+        loader = reports_loader(x, y, mean, std, entry.recipe.batch_size, seed=0, size=min(entry.recipe.input_size, 64))
         slow_s = reports_epochs(model, loader, entry.recipe.lr, 2)[-1]
         fitted = fast_fit(fast_model, entry, x, y, mean, std, 2, seed=0)
         slow_rate, fast_rate = len(y) / slow_s, fitted.history[-1]["images_per_s"]
-        print(f"{name:<14} {entry.recipe.batch_size:>5} {len(y):>6}  {slow_rate:>13.1f}  {fast_rate:>10.1f}  "
-              f"{fast_rate / slow_rate:>5.2f}x", flush=True)
+        fp = fitted.fast_path
+        target = 2.0 if name in CONVOLUTIONAL or name.split("-")[0] in ("vit", "mixer", "vit002") else 1.0
+        print(f"{name:<20} {entry.recipe.batch_size:>5} {len(y):>6}  {slow_rate:>13.1f}  {fast_rate:>10.1f}  "
+              f"{fast_rate / slow_rate:>5.2f}x  {fp['precision']}{' +cl' if fp['channels_last'] else ''}"
+              f"{' +compile' if fp['compile'] else ''}  {'meets' if fast_rate / slow_rate >= target else 'BELOW'} "
+              f"{target:.1f}x", flush=True)
         out.append({"entry": name, "batch_size": entry.recipe.batch_size, "images": len(y),
-                    "reports_images_per_s": slow_rate, "fast_images_per_s": fast_rate})
+                    "reports_images_per_s": slow_rate, "fast_images_per_s": fast_rate,
+                    "precision": fp["precision"], "channels_last": fp["channels_last"], "compile": fp["compile"]})
     return out
 
 
@@ -129,14 +157,14 @@ def accuracy_check(data, mean, std, names: list[str], images: int | None, epochs
             idx = stratified_subset(data.y_train, n_train, seed=seed)
             x, y = data.x_train[idx], data.y_train[idx]
             torch.manual_seed(seed)
-            model = zoo.create(entry.architecture, **entry.arch_kwargs)
-            fast_model = zoo.create(entry.architecture, **entry.arch_kwargs)
+            model = _network(entry)
+            fast_model = _network(entry)
             fast_model.load_state_dict(model.state_dict())
             reports_epochs(model, reports_loader(x, y, mean, std, entry.recipe.batch_size, seed), entry.recipe.lr,
                            epochs)
             slow = test_accuracy(model, data.x_test, data.y_test, mean, std, "fp32", False)
             fitted = fast_fit(fast_model, entry, x, y, mean, std, epochs, seed)
-            fast = test_accuracy(fitted.model, data.x_test, data.y_test, mean, std, "bf16", True)
+            fast = test_accuracy(fitted.model, data.x_test, data.y_test, mean, std, "fp32", False)
             diffs.append(fast - slow)
             out.append({"entry": name, "images": n_train, "epochs": epochs, "seed": seed, "reports_acc": slow,
                         "fast_acc": fast})
@@ -161,7 +189,10 @@ def main() -> None:
                         "existing one that this run does not measure again (other models or seeds) are kept")
     parser.add_argument("--acc-epochs", type=int, default=3)
     parser.add_argument("--acc-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--compile", action="store_true", help="the fast path with torch.compile")
     args = parser.parse_args()
+    global COMPILE
+    COMPILE = args.compile
     if args.threads:
         torch.set_num_threads(args.threads)
 
