@@ -15,7 +15,9 @@ from torch import nn
 
 def count_params(model: nn.Module) -> int:
     """Number of parameters (trainable or not); buffers such as BatchNorm statistics excluded."""
-    return sum(p.numel() for p in _unwrap(model).parameters())
+    from zoo.hub import num_parameters
+
+    return num_parameters(model)
 
 
 def flops_per_image(model: nn.Module, input_size: int = 32) -> int:

@@ -39,8 +39,9 @@ def finished_records(results: Path, entry: str, fingerprint: str, profile: str =
 
 def selected_val_accuracy(record: dict[str, Any]) -> float | None:
     """Validation accuracy of the epoch the run kept (None when it trained without validation)."""
-    best = record["training"]["best_epoch"]
-    return next((row.get("val_acc") for row in record["history"] if row["epoch"] == best), None)
+    from benchmark.summary import selected_val_accuracy as of_history
+
+    return of_history(record["history"], record["training"]["best_epoch"])
 
 
 def choose_seed(records: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:

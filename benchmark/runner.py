@@ -277,14 +277,16 @@ def save_run_weights(model: torch.nn.Module, run: Run, recipe: Recipe, splits: S
     from zoo.weights import save_weights
 
     data = ctx.data
-    selected = next((r for r in fitted.history if r["epoch"] == fitted.best_epoch), {})
+    from benchmark.summary import selected_val_accuracy
+
     path, sha = save_weights(model, run.entry.name, run.run_id, {
         "entry": run.entry.name, "recipe": recipe.to_dict(), "arch_kwargs": run.arch_kwargs, "seed": run.seed,
         "profile": run.profile.name, "data_source": data.source, "data_fingerprint": data.fingerprint,
         "data_lossy": data.lossy, "classes": data.classes, "mean": splits.section["mean"],
         "std": splits.section["std"], "input_size": recipe.input_size, "tta": recipe.tta, "sweep": run.sweep,
         "train_s": fitted.train_seconds,
-        "metrics": {"val_accuracy": selected.get("val_acc"), "test_accuracy": test["accuracy"],
+        "metrics": {"val_accuracy": selected_val_accuracy(fitted.history, fitted.best_epoch),
+                    "test_accuracy": test["accuracy"],
                     "test_loss": test["loss"]},
     })
     return WeightsSection(file=f"{run.entry.name}/{path.name}", sha256=sha)  # relative to the weights store

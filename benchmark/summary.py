@@ -24,6 +24,17 @@ def mean_sd(values: Iterable[float | None]) -> tuple[float | None, float | None]
     return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None
 
 
+def best_val_accuracy(history: list[dict] | None) -> float | None:
+    """The best validation accuracy over a run's epochs: what sweeps rank trials by (never the test split)."""
+    accs = [row["val_acc"] for row in history or [] if row.get("val_acc") is not None]
+    return max(accs) if accs else None
+
+
+def selected_val_accuracy(history: list[dict] | None, best_epoch: int | None) -> float | None:
+    """The validation accuracy of the epoch a run kept: what local weights and published seeds are chosen by."""
+    return next((row.get("val_acc") for row in history or [] if row["epoch"] == best_epoch), None)
+
+
 def speedup(torch_ms: Iterable[float | None], ort_ms: Iterable[float | None]) -> float | None:
     """mean(PyTorch latency) / mean(ONNX Runtime latency), None unless both have values."""
     t, o = mean_sd(torch_ms)[0], mean_sd(ort_ms)[0]

@@ -208,5 +208,6 @@ def flatten(record: dict[str, Any], file: str = "") -> dict[str, Any]:
 
 def _best_val(record: dict[str, Any]) -> float | None:
     """The best validation accuracy over the run's epochs: what a sweep selects on (never the test split)."""
-    accs = [row["val_acc"] for row in record["history"] or [] if row.get("val_acc") is not None]
-    return max(accs) if accs else None
+    from benchmark.summary import best_val_accuracy
+
+    return best_val_accuracy(record["history"])

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.summary import best_val_accuracy
 from leaderboard import plots
 from leaderboard.records import dig
 
@@ -50,10 +51,9 @@ def study_context(summary: dict[str, Any], records: list[dict[str, Any]], site: 
     names = sorted({k for r in records for k in (dig(r, "sweep", "params") or {})})
     rows = []
     for r in records:
-        accs = [h["val_acc"] for h in r["history"] or [] if h.get("val_acc") is not None]
         rows.append({
             "trial": dig(r, "sweep", "trial"), "status": r["status"], "reason": r["reason"],
-            "params": dig(r, "sweep", "params") or {}, "val_acc": max(accs) if accs else None,
+            "params": dig(r, "sweep", "params") or {}, "val_acc": best_val_accuracy(r["history"]),
             "test_acc": dig(r, "test", "accuracy"), "epochs": dig(r, "training", "epochs_run"),
             "train_s": dig(r, "durations", "train_s"), "command": r["command"], "run_id": r["run_id"],
         })

@@ -99,14 +99,24 @@ def entry_info(name: str, count: bool = True) -> dict[str, Any]:
     return data
 
 
-def count_params(entry: Entry | str) -> int:
-    """Parameters of the entry's network, counted on the meta device (no memory, no ImageNet weights)."""
+def num_parameters(model: Any) -> int:
+    """Parameters of a network (trainable or not; buffers such as BatchNorm statistics excluded): the one
+    definition every count in cifarzoo uses."""
+    model = getattr(model, "_orig_mod", model)  # the eager module behind a torch.compile wrapper
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_params(entry: Entry | str, arch_kwargs: dict[str, Any] | None = None) -> int:
+    """Parameters of the entry's network (with other arguments, if given), counted on the meta device (no
+    memory, no ImageNet weights)."""
     import torch
 
     entry = get_entry(entry) if isinstance(entry, str) else entry
     with torch.device("meta"):
-        model = build(entry)
-    return sum(p.numel() for p in model.parameters())
+        kwargs = None if arch_kwargs is None else {**arch_kwargs, **({"pretrained": False}
+                                                                     if "pretrained" in arch_kwargs else {})}
+        model = build(entry) if kwargs is None else create(entry.architecture, **kwargs)
+    return num_parameters(model)
 
 
 def _resolve(entry: Entry, weights: str | os.PathLike | Weights | None) -> tuple[Path, str | None, dict | None]:

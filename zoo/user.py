@@ -126,7 +126,9 @@ def check_builds(architecture: str, arch_kwargs: dict[str, Any], input_size: int
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise CifarzooError(f"'{architecture}' must return an nn.Module giving (N, 10) logits for (N, 3, {input_size}, "
                             f"{input_size}) images; it gave {shape}.")
-    return sum(p.numel() for p in model.parameters())
+    from zoo.hub import num_parameters
+
+    return num_parameters(model)
 
 
 def default_name(spec: str) -> str:

@@ -76,5 +76,6 @@ def promote(study_name: str, storage_url: str, name: str | None = None, *, force
 
 
 def _count_params(base: Entry, arch_kwargs: dict[str, Any]) -> int:
-    model = zoo.create(base.architecture, **arch_kwargs)
-    return sum(p.numel() for p in model.parameters())
+    from zoo.hub import count_params
+
+    return count_params(base, arch_kwargs)

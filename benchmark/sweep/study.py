@@ -249,8 +249,9 @@ def trial_run(sweep: Sweep, data: Dataset, number: int, values: dict[str, Any]) 
 
 def best_val_acc(record: dict[str, Any]) -> float | None:
     """The selection number: the best validation accuracy over the run's epochs (never the test split)."""
-    accs = [row["val_acc"] for row in record.get("history") or [] if row.get("val_acc") is not None]
-    return max(accs) if accs else None
+    from benchmark.summary import best_val_accuracy
+
+    return best_val_accuracy(record.get("history"))
 
 
 def _objective(sweep: Sweep, data: Dataset, ctx: RunContext, prune: bool, grid: list | None) -> Callable:
