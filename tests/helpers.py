@@ -14,3 +14,18 @@ def stop_after(epoch: int) -> Callable[[dict[str, Any]], None]:
             raise KeyboardInterrupt(f"stopped after epoch {row['epoch']} by the test")
 
     return hook
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def cifarzoo(*args: str, env: dict | None = None, cwd=ROOT, check: bool = False, timeout: float = 900):
+    """Run the CLI in a new process (as a user would); `check`: fail the test with its output unless it exits 0."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "cifarzoo", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"cifarzoo {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -9,18 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import cifarzoo as run_cli
 
 import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cifarzoo(*args, env=None, check=True, **kw):
-    proc = subprocess.run([sys.executable, "-m", "cifarzoo", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=env, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"cifarzoo {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+def cifarzoo(*args, env=None, check=True):
+    return run_cli(*args, env=env, check=check)
 
 
 @pytest.fixture(scope="module")

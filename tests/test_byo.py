@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import cifarzoo
 
 import zoo
 
@@ -28,11 +29,6 @@ def build(width: int = 8):
 def wrong():
     return nn.Linear(3, 7)
 '''
-
-
-def cifarzoo(*args: str, env: dict, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cifarzoo", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=900)
 
 
 @pytest.fixture

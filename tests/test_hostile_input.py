@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import cifarzoo
 from record_factory import make_record, write_record
 
 import zoo
@@ -22,11 +23,6 @@ from zoo.errors import CifarzooError
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--data", "synthetic", "--profile", "smoke", "--no-site", "--progress", "plain"]
-
-
-def cifarzoo(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cifarzoo", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=env, **kw)
 
 
 @pytest.fixture

@@ -5,22 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import cifarzoo
 from record_factory import make_record, write_record
 
 from leaderboard.build import build_site
 from leaderboard.repro import verdict
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cifarzoo(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cifarzoo", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=env, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import cifarzoo
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--data", "synthetic", "--profile", "smoke", "--no-site", "--progress", "quiet"]
-
-
-def cifarzoo(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cifarzoo", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=env, timeout=900)
 
 
 @pytest.fixture(scope="module")
