@@ -163,7 +163,7 @@ def _measure(run: Any, precision: str, channels_last: bool, device: str) -> dict
     after = load_average()
     return {"train_s_per_image": train_s, "eval_s_per_image": eval_s, "basis": "measured",
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "busy": max(x or 0 for x in (load, after)) if contended(load, after) and device == "cpu" else None}
+            "busy": max(x or 0 for x in (load, after)) if contended((load, after)) and device == "cpu" else None}
 
 
 def _best_of(call: Any, device: str) -> float:

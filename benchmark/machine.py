@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import platform
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterable
 
 # flags that decide which kernels oneDNN can use: bf16 is native only with avx512_bf16 or AMX,
 # emulated (an order of magnitude slower than fp32) with avx2 / plain avx512f
@@ -72,10 +72,15 @@ def load_average() -> float | None:
         return None
 
 
-def contended(load_before: float | None, load_after: float | None) -> bool:
-    """A measurement taken while the load exceeded the core count had to share the CPU: not quotable."""
-    cores = os.cpu_count() or 1
-    return any(load is not None and load > cores for load in (load_before, load_after))
+BUSY_MARGIN = 0.5  # load beyond the cores that marks a measurement as shared: the measurement's own threads
+# count in the load average (two threads on two cores make it ~2), so only what is above that is someone else
+
+
+def contended(loads: Iterable[float | None], cores: int | None = None) -> bool:
+    """A measurement taken while the load (before, after) exceeded the core count by BUSY_MARGIN shared the
+    CPU with other processes: not quotable. `cores` defaults to this machine's (a record's own when re-read)."""
+    cores = cores or os.cpu_count() or 1
+    return any(isinstance(x, (int, float)) and x > cores + BUSY_MARGIN for x in loads)
 
 
 def gpu() -> dict[str, Any] | None:

@@ -359,6 +359,7 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     import os
     import re
 
+    from benchmark.machine import contended
     from zoo.recipe import Recipe
 
     rec = copy.deepcopy(record)
@@ -380,7 +381,7 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     timing = rec.get("timing")
     if isinstance(timing, dict) and "contended" not in timing:
         loads, cores = timing.get("cpu_load") or [], timing.get("cpu_count") or 1
-        timing["contended"] = any(isinstance(x, (int, float)) and x > cores for x in loads)
+        timing["contended"] = contended(loads, cores)
     rec["schema_version"], rec["upgraded_from"] = SCHEMA_VERSION, 1
     return rec
 

@@ -156,7 +156,7 @@ def time_both(model: nn.Module, onnx_path: Path | None, input_size: int, threads
     # numbers (PyTorch's OpenMP threads above all) are not to be trusted: the site shows "contended" instead
     load_after = load_average()
     result.update(cpu_load=[load_before, load_after], cpu_count=os.cpu_count(),
-                  contended=contended(load_before, load_after))
+                  contended=contended((load_before, load_after)))
     if ort_times is not None:
         result["ort_providers"] = session.get_providers()  # CPU only, unless onnxruntime-gpu is installed
         result["ort_device"] = "cuda" if result["ort_providers"][0] == "CUDAExecutionProvider" else "cpu"

@@ -100,8 +100,10 @@ def quotable(timing: dict[str, Any] | None) -> bool:
         return False
     if "contended" in timing:
         return not timing["contended"]
+    from benchmark.machine import contended
+
     loads, cores = timing.get("cpu_load") or [], timing.get("cpu_count") or 1
-    return not any(isinstance(x, (int, float)) and x > cores for x in loads)
+    return not contended(loads, cores)
 
 
 def newest_per_entry(timings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

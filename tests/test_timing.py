@@ -144,7 +144,7 @@ def test_time_both_is_the_records_timing_section(tiny_onnx):
     assert "inference_mode" in timing["protocol"] and "warm-up" in timing["protocol"]
     assert timing["cpu_count"] == os.cpu_count() and len(timing["cpu_load"]) == 2
     assert timing["cpu_load"][1] == pytest.approx(os.getloadavg()[0], abs=1.0)  # the load when timing ended
-    assert timing["contended"] == any(load > os.cpu_count() for load in timing["cpu_load"])
+    assert timing["contended"] == any(load > os.cpu_count() + 0.5 for load in timing["cpu_load"])
     check_runtime_timing(timing["torch"], TINY)
     check_runtime_timing(timing["onnxruntime"], TINY)
     assert timing["speedup_batch1"] == timing["torch"]["batch1_ms"]["p50"] / timing["onnxruntime"]["batch1_ms"]["p50"]

@@ -134,9 +134,10 @@ def default_storage(results: Any) -> str:
     return f"sqlite:///{(Path(results) / 'sweeps.db').resolve()}"
 
 
-def open_storage(url: str, grace_s: float = GRACE_S) -> Any:
+def open_storage(url: str, grace_s: float | None = None) -> Any:
     """An Optuna RDB storage with heartbeats (a trial silent for `grace_s` seconds is taken over); a URL that
     cannot be opened is a CifarzooError."""
+    grace_s = GRACE_S if grace_s is None else grace_s
     _quiet_optuna()
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # workers wait for the lock
     for attempt in range(4):

@@ -40,7 +40,9 @@ def doctor(refresh: bool, as_json: bool) -> None:
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in facts["speed_flags"].items())
     gpu = facts["gpu"]
     load = facts["load"]
-    busy = " (busy: timings now would be contended)" if load is not None and load > (facts["cores"] or 1) else ""
+    from benchmark.machine import contended
+
+    busy = " (busy: timings now would be contended)" if contended([load]) else ""
     probe = facts["probe"]
     lines = [
         f"cpu          {facts['cpu']}; torch kernels: {facts['torch_cpu_capability']}",
