@@ -4,8 +4,10 @@ copy in CIFARZOO_TEST_HOME (see tests/test_data.py) so the 60,000 JPEGs are deco
 
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
+from helpers import REAL_ZIP
 
 
 def pytest_configure(config):
@@ -23,3 +25,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def real_home() -> Path:
+    """A persistent CIFARZOO_HOME, so the 60k-image decode happens once per machine, not per run."""
+    return Path(os.environ.get("CIFARZOO_TEST_HOME") or Path.home() / ".cache" / "cifarzoo-test")
+
+
+@pytest.fixture(scope="session")
+def real(real_home):
+    """The JPEG copy of CIFAR-10 (`realdata` tests): skipped only when the file is absent."""
+    from benchmark.data import load_dataset
+
+    if not REAL_ZIP.exists():
+        pytest.skip(f"{REAL_ZIP} is missing")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CIFARZOO_HOME", str(real_home))
+        return load_dataset(str(REAL_ZIP))

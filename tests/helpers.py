@@ -17,6 +17,7 @@ def stop_after(epoch: int) -> Callable[[dict[str, Any]], None]:
 
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+REAL_ZIP = (ROOT / ".." / "shared" / "datasets" / "cifar10-jpeg.zip").resolve()  # the real-data tests' copy
 
 
 def cifarzoo(*args: str, env: dict | None = None, cwd=ROOT, check: bool = False, timeout: float = 900):

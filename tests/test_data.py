@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import REAL_ZIP
 from PIL import Image
 
 from benchmark.data import CIFAR10_CLASSES, fingerprint, home_dir, load_dataset, synthetic_dataset
@@ -27,7 +28,6 @@ from cifarzoo.cli import cli, main
 from zoo.errors import CifarzooError
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_ZIP = (ROOT / ".." / "shared" / "datasets" / "cifar10-jpeg.zip").resolve()
 README_MEAN, README_STD = (0.4913, 0.4821, 0.4465), (0.2452, 0.2428, 0.2606)
 
 
@@ -45,19 +45,6 @@ def temp_home(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- the real zip (decoded once per machine)
 
 
-@pytest.fixture(scope="session")
-def real_home() -> Path:
-    """A persistent CIFARZOO_HOME, so the 60k-image decode happens once per machine, not per run."""
-    return Path(os.environ.get("CIFARZOO_TEST_HOME") or Path.home() / ".cache" / "cifarzoo-test")
-
-
-@pytest.fixture(scope="session")
-def real(real_home):
-    if not REAL_ZIP.exists():
-        pytest.skip(f"{REAL_ZIP} is missing")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CIFARZOO_HOME", str(real_home))
-        return load_dataset(str(REAL_ZIP))
 
 
 @pytest.mark.realdata

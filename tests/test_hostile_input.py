@@ -295,10 +295,10 @@ def test_9_a_corrupt_or_missing_sidecar_stops_with_the_files_name(tmp_path, monk
     path, _ = save_weights(zoo.create("cnn3"), "cnn3-basic", "b", {**meta, "metrics": {"val_accuracy": 0.9}})
     path.with_suffix(".json").write_text("{broken")
     with pytest.raises(CifarzooError, match=f"sidecar {path.with_suffix('.json')} is not valid JSON"):
-        zoo.load("cnn3-basic")  # not silently the other run
+        zoo.load("cnn3-basic", weights="local")  # not silently the other run
     path.with_suffix(".json").unlink()
     with pytest.raises(CifarzooError, match=f"weights file {path} has no sidecar"):
-        zoo.load("cnn3-basic")
+        zoo.load("cnn3-basic", weights="local")
 
 
 # ----------------------------------------------------------------------------- 10: data folders

@@ -14,7 +14,7 @@ from zoo import hub
 from zoo.errors import CifarzooError
 from zoo.weights import find_best, read_weights, save_weights, sha256_file, store_dir
 
-ENTRY = "cnn004-relu"
+ENTRY = "cnn002-aug"  # no published weights: zoo.load(ENTRY) falls back to the local store
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -74,7 +74,7 @@ def test_sidecar_records_provenance(home):
     path, sha = save_weights(trained(), ENTRY, "run-1", meta())
     side = json.loads(path.with_suffix(".json").read_text())
     assert side["entry"] == ENTRY and side["run_id"] == "run-1" and side["sha256"] == sha
-    assert side["seed"] == 3 and side["data_fingerprint"] == "abc123" and side["recipe"]["batch_size"] == 256
+    assert side["seed"] == 3 and side["data_fingerprint"] == "abc123" and side["recipe"]["batch_size"] == 128
     assert side["metrics"] == {"val_accuracy": 0.72, "test_accuracy": 0.7, "test_loss": 0.9}
     assert side["created_at"].endswith("+00:00") and side["classes"] == CLASSES
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -137,11 +137,11 @@ def test_sha256_mismatch_is_refused(home):
 
 def test_weights_of_another_entry_are_refused(home):
     path, _ = save_weights(trained(), ENTRY, "run-1", meta())
-    with pytest.raises(CifarzooError, match="belongs to entry 'cnn004-relu', not 'cnn004-leaky'"):
+    with pytest.raises(CifarzooError, match=f"belongs to entry '{ENTRY}', not 'cnn004-leaky'"):
         zoo.load("cnn004-leaky", weights=str(path))
     sha = sha256_file(path)
     path.with_suffix(".json").unlink()  # the entry is in the safetensors header too
-    with pytest.raises(CifarzooError, match="belongs to entry 'cnn004-relu'"):
+    with pytest.raises(CifarzooError, match=f"belongs to entry '{ENTRY}'"):
         read_weights(path, "cnn004-leaky", sha256=sha)
 
 
@@ -172,8 +172,8 @@ def test_pinned_weights_are_fetched_and_checked_by_sha256(home, tmp_path):
 
 def test_info_reports_parameters_and_stored_weights(home):
     data = zoo.info(ENTRY)
-    assert data["params"] == 1_365_930 and data["weights_present"] is False and data["weights"] is None
-    assert data["report"] == "004" and data["recipe"]["batch_size"] == 256 and data["reported"]["accuracy"] == 0.7883
+    assert data["params"] == 652_426 and data["weights_present"] is False and data["weights"] is None
+    assert data["report"] == "002" and data["recipe"]["batch_size"] == 128 and data["reported"]["accuracy"] == 0.77
     path, _ = save_weights(trained(), ENTRY, "run-1", meta())
     data = zoo.info(ENTRY)
     assert data["weights_present"] is True and data["weights"] == str(path)
@@ -279,3 +279,16 @@ def test_each_published_record_is_true(record):
     m = record.metrics
     assert 0 < m["test_accuracy"] <= 1 and abs(m["test_accuracy"] - m["test_accuracy_fp32"]) <= 0.0005
     assert m["n_seeds"] == len(record.seeds)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("record", [w for w in _shipped_records() if w.default], ids=lambda w: w.entry)
+def test_published_weights_score_their_number_on_the_data_they_name(record, real):
+    """zoo.load(entry) on a fresh install gives the test accuracy its record (and `cifarzoo list`) states."""
+    from benchmark.evaluate import evaluate_model
+
+    if real.fingerprint != record.data["fingerprint"]:
+        pytest.skip(f"{record.entry}'s weights come from another data copy ({record.data['source']})")
+    model = zoo.load(record.entry)
+    assert model.cifarzoo.weights == str(record.path)
+    assert evaluate_model(model, real)["accuracy"] == record.metrics["test_accuracy"]
