@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 # flags that decide which kernels oneDNN can use: bf16 is native only with avx512_bf16 or AMX,
 # emulated (an order of magnitude slower than fp32) with avx2 / plain avx512f

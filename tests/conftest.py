@@ -13,6 +13,26 @@ from helpers import REAL_ZIP
 def pytest_configure(config):
     if "CIFARZOO_HOME" not in os.environ or not os.environ.get("CIFARZOO_KEEP_HOME"):
         os.environ["CIFARZOO_HOME"] = tempfile.mkdtemp(prefix="cifarzoo-test-home-")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1:  # pytest -n N: share the cores instead of oversubscribing them (here and in the CLI
+        # processes the tests start), since two OpenMP pools on one core slow tensor ops many times over
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+# The files that take longest, started first: with `-n auto --dist loadfile --no-loadscope-reorder` each
+# worker takes whole files in this order, so the longest do not start last and leave the other core idle
+# (pytest --durations shows the times; README, Development).
+SLOW_FIRST = ["test_bench.py", "test_zoo_weights.py", "test_scale.py", "test_plan_and_timings.py",
+              "test_hostile_input.py", "test_byo.py", "test_fastpath.py", "test_sweep.py", "test_postgres_sweep.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture

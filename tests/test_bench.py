@@ -50,14 +50,15 @@ def test_bench_all_smoke_records_every_entry(whole_zoo):
             continue
         assert rec["status"] == "ok", (name, rec["reason"])
         assert rec["profile"] == "smoke" and rec["seed"] == 0
-        # the smoke profile's budget, as run: 256 + 128 images of the 2,000, 2 epochs, 200 test images
+        # the smoke profile's budget, as run: 128 + 64 images of the 2,000, 2 epochs, 100 test images
         assert (rec["data"]["n_train"], rec["data"]["n_val"], rec["data"]["n_test"]) == (
-            256, 128 if rec["recipe"]["val_fraction"] else 0, 200)
+            128, 64 if rec["recipe"]["val_fraction"] else 0, 100)
         assert rec["training"]["epochs_run"] == len(rec["history"]) <= 2
-        assert sum(map(sum, rec["test"]["confusion_matrix"])) == 200
+        assert sum(map(sum, rec["test"]["confusion_matrix"])) == 100
         assert rec["timing"]["torch"]["batch1_ms"]["p50"] > 0
         assert rec["onnx"]["exported"] and rec["onnx"]["parity_ok"], (name, rec["onnx"])  # every net exports
-        assert rec["onnx"]["n_images"] == 100  # the smoke profile's parity share
+        assert rec["onnx"]["n_images"] == 50  # the smoke profile's parity share
+        assert rec["onnx"]["max_abs_diff"] < 5e-3, (name, rec["onnx"])  # fp32 both sides: rounding (<= 3e-4 seen)
     assert (out / "site" / "index.html").exists()
     assert "leaderboard:" in first.stdout and "test acc" in first.stdout
     print(f"bench --all --profile smoke on synthetic: {seconds:.0f}s")
@@ -84,7 +85,7 @@ def deterministic(rec: dict) -> dict:
 
 
 def test_killed_bench_resumes_to_the_same_records(tmp_path, bench_env):
-    args = ["bench", "tinyvgg-norm", "cnn004-relu", "--data", "synthetic", "--profile", "smoke", "--seeds", "0,1",
+    args = ["bench", "cnn3-basic", "cnn004-relu", "--data", "synthetic", "--profile", "smoke", "--seeds", "0,1",
             "--no-site", "--progress", "plain"]
     cifarzoo(*args, "--results", str(tmp_path / "straight"), env=bench_env)
     straight = records_in(tmp_path / "straight")

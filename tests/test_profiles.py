@@ -31,7 +31,7 @@ def test_capped_epochs_shrink_the_warmup_with_the_schedule():
 def test_smoke_caps_epochs_batch_and_input_size():
     recipe = Recipe(max_epochs=50, min_epochs=10, batch_size=256, input_size=224, warmup_epochs=0.0)
     smoke = get_profile("smoke").apply(recipe)
-    assert (smoke.max_epochs, smoke.min_epochs, smoke.batch_size, smoke.input_size) == (2, 2, 64, 64)
+    assert (smoke.max_epochs, smoke.min_epochs, smoke.batch_size, smoke.input_size) == (2, 2, 32, 64)
     assert smoke.warmup_epochs == 0.0 and smoke.eval_every == 1
 
 
