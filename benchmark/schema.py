@@ -357,9 +357,9 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
         return record
     import copy
     import os
-    import re
 
     from benchmark.machine import contended
+    from zoo.files import without_folders
     from zoo.recipe import Recipe
 
     rec = copy.deepcopy(record)
@@ -370,7 +370,7 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     if isinstance(data.get("source"), str) and "/" in data["source"]:
         data["source"] = data["source"].rstrip("/").rsplit("/", 1)[-1]
     if isinstance(data.get("description"), str):  # "..., /home/me/data/x.zip, sha256 ..." -> "..., x.zip, ..."
-        data["description"] = re.sub(r"(?<![\w.])/(?:[^\s,/]+/)+([^\s,/]+)", r"\1", data["description"])
+        data["description"] = without_folders(data["description"])
     weights = rec.get("weights") or {}
     if isinstance(weights.get("file"), str) and os.sep in weights["file"]:
         weights["file"] = "/".join(weights["file"].split("/")[-2:])

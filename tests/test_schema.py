@@ -64,3 +64,23 @@ def test_upgrading_a_version_1_record_drops_machine_paths_and_the_copied_recipe(
     from zoo.recipe import Recipe
 
     assert up["entry"]["recipe_sha256"] == Recipe.from_dict(recipe).sha256()
+
+
+def test_records_and_the_committed_site_name_no_machine_folders(monkeypatch):
+    """Records store the command as typed, with a data file's folders cut (cifarzoo.commands._common)."""
+    import sys
+    from pathlib import Path
+
+    from cifarzoo.commands._common import command_line
+    from zoo.files import _FOLDERS, without_folders
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/cifarzoo", "bench", "--data", "/home/me/data/x.zip", "--results",
+                                      "../r", "--model", "nets/a.py:build"])
+    assert command_line() == "cifarzoo bench --data x.zip --results ../r --model nets/a.py:build"
+    assert without_folders("CIFAR-10 copy, /srv/d/x.zip, sha256 ab") == "CIFAR-10 copy, x.zip, sha256 ab"
+    root = Path(__file__).resolve().parents[1]
+    files = [*root.glob("results/**/*.json"), *root.glob("site/**/*.html"), *root.glob("site/*.json")]
+    assert files
+    for path in files:
+        found = _FOLDERS.search(path.read_text())
+        assert found is None, f"{path.relative_to(root)} names a machine folder: {found.group(0)}"

@@ -46,6 +46,15 @@ def inside(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
     return path
 
 
+_FOLDERS = re.compile(r"(?<![\w.<:/])/(?:[^\s,/'\"<>]+/)+([^\s,/'\"<>]+)")  # not "</a>" in a page
+
+
+def without_folders(text: str) -> str:
+    """`text` with every absolute path cut to its last name ("/home/me/data/x.zip" -> "x.zip"): records,
+    pages and the committed site name files, never the folders of the machine that wrote them."""
+    return _FOLDERS.sub(r"\1", text)
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
