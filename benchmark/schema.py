@@ -359,7 +359,7 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     import os
 
     from benchmark.machine import contended
-    from zoo.files import without_folders
+    from zoo.files import portable_command, without_folders
     from zoo.recipe import Recipe
 
     rec = copy.deepcopy(record)
@@ -371,6 +371,8 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
         data["source"] = data["source"].rstrip("/").rsplit("/", 1)[-1]
     if isinstance(data.get("description"), str):  # "..., /home/me/data/x.zip, sha256 ..." -> "..., x.zip, ..."
         data["description"] = without_folders(data["description"])
+    if isinstance(rec.get("command"), str):
+        rec["command"] = portable_command(rec["command"])
     weights = rec.get("weights") or {}
     if isinstance(weights.get("file"), str) and os.sep in weights["file"]:
         weights["file"] = "/".join(weights["file"].split("/")[-2:])

@@ -72,7 +72,9 @@ def reproduction_rows(entries: list[Any], table: pd.DataFrame, plans: dict[str, 
 def repro_context(entries: list[Any], table: pd.DataFrame, results: Path) -> dict[str, Any]:
     """Template data of the reproduction page."""
     plans = load_plans(results)
-    rows = reproduction_rows(entries, table, plans, "../shared/datasets/cifar10-jpeg.zip")
+    # the command names the data copy the full runs used (by file name, as records do), else the official one
+    sources = table.loc[table["profile"] == "full", "data_source"].dropna()
+    rows = reproduction_rows(entries, table, plans, sources.mode().iat[0] if len(sources) else "cifar10")
     done = [r for r in rows if r["run"]]
     return {"rows": rows, "n_done": len({r["entry"] for r in done}), "n_systems": len({r["entry"] for r in rows}),
             "tolerance": TOLERANCE_PTS, "plans": plans,

@@ -72,15 +72,18 @@ def test_records_and_the_committed_site_name_no_machine_folders(monkeypatch):
     from pathlib import Path
 
     from cifarzoo.commands._common import command_line
-    from zoo.files import _FOLDERS, without_folders
+    from zoo.files import _DATA_ARG, _FOLDERS, without_folders
 
     monkeypatch.setattr(sys, "argv", ["/venv/bin/cifarzoo", "bench", "--data", "/home/me/data/x.zip", "--results",
                                       "../r", "--model", "nets/a.py:build"])
     assert command_line() == "cifarzoo bench --data x.zip --results ../r --model nets/a.py:build"
+    monkeypatch.setattr(sys, "argv", ["cifarzoo", "bench", "--data", "../shared/datasets/x.zip"])
+    assert command_line() == "cifarzoo bench --data x.zip"  # relative folders of a data file too
     assert without_folders("CIFAR-10 copy, /srv/d/x.zip, sha256 ab") == "CIFAR-10 copy, x.zip, sha256 ab"
     root = Path(__file__).resolve().parents[1]
     files = [*root.glob("results/**/*.json"), *root.glob("site/**/*.html"), *root.glob("site/*.json")]
     assert files
     for path in files:
-        found = _FOLDERS.search(path.read_text())
+        text = path.read_text()
+        found = _FOLDERS.search(text) or _DATA_ARG.search(text)
         assert found is None, f"{path.relative_to(root)} names a machine folder: {found.group(0)}"

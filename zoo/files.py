@@ -55,6 +55,15 @@ def without_folders(text: str) -> str:
     return _FOLDERS.sub(r"\1", text)
 
 
+_DATA_ARG = re.compile(r"(--data[= ])(?:[^\s/<]*/)+([^\s/<]+)")
+
+
+def portable_command(command: str) -> str:
+    """A stored command line: absolute paths cut to their names, and `--data` named by its file, relative
+    or not (the record's data section says which copy it was, by description and fingerprint)."""
+    return _DATA_ARG.sub(r"\1\2", without_folders(command))
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
