@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.schema import REQUIRED, SCHEMA_VERSION, upgrade, validate
+from benchmark.summary import best_val_accuracy
 from benchmark.timings import quotable
 from zoo.errors import CifarzooError
 
@@ -202,12 +203,6 @@ def flatten(record: dict[str, Any], file: str = "") -> dict[str, Any]:
         "train_s": dig(r, "durations", "train_s"), "total_s": dig(r, "durations", "total_s"),
         "epochs_run": dig(r, "training", "epochs_run"), "best_epoch": dig(r, "training", "best_epoch"),
         "command": r["command"], "finished_at": r["finished_at"],
-        "study": dig(r, "sweep", "study"), "trial": dig(r, "sweep", "trial"), "best_val_acc": _best_val(r),
+        "study": dig(r, "sweep", "study"), "trial": dig(r, "sweep", "trial"),
+        "best_val_acc": best_val_accuracy(r["history"]),
     }
-
-
-def _best_val(record: dict[str, Any]) -> float | None:
-    """The best validation accuracy over the run's epochs: what a sweep selects on (never the test split)."""
-    from benchmark.summary import best_val_accuracy
-
-    return best_val_accuracy(record["history"])

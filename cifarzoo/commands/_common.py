@@ -39,8 +39,8 @@ def resolve_device(name: str) -> str:
 
 def command_line() -> str:
     """The command as typed, stored in every record so each number can be reproduced."""
-    argv = list(sys.argv)
     from zoo.files import portable_command
 
+    argv = list(sys.argv)
     argv[0] = "cifarzoo" if argv[0].endswith(("cifarzoo", "__main__.py")) else argv[0]
     return portable_command(shlex.join(argv))  # a data file by its name, not this machine's folders
