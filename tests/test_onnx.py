@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+import zoo
 from benchmark.modelstats import count_params, flops_per_image
 from benchmark.onnx_export import PARITY_MIN_AGREEMENT, export_onnx, ort_session, parity
 from zoo.errors import CifarzooError
@@ -73,6 +74,18 @@ def test_export_result_fields(tmp_path):
     assert result.bytes == path.stat().st_size
     assert result.exporter == "dynamo"
     assert [p.name for p in path.parent.iterdir()] == ["m.onnx"]  # no temporary files left behind
+
+
+def test_a_recurrent_net_exports_by_torchscript_with_a_dynamic_batch_and_parity(tmp_path):
+    model = zoo.create("gru", hidden=16, layers=2).eval()
+    result = export_onnx(model, tmp_path / "gru.onnx")
+    assert result.ok and result.exporter == "torchscript", result.reason
+    assert [n.op_type for n in onnx.load(str(result.path)).graph.node].count("GRU") == 2  # the native op
+    session = ort_session(result.path, threads=1)
+    for batch in (1, 7):
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.inference_mode():
+            np.testing.assert_allclose(session.run(None, {"images": x.numpy()})[0], model(x).numpy(), atol=1e-5)
 
 
 def test_export_leaves_the_callers_model_alone(tmp_path):
