@@ -103,6 +103,7 @@ class FastPathSection(TypedDict):
     channels_last: bool
     compile: bool
     fused_optimizer: bool
+    fast_dropout: NotRequired[bool]  # dropout masks from benchmark.dropout (CPU, not compiled)
     chosen_by: Literal["probe", "environment", "recipe", "cuda", "checkpoint"]
     probe: NotRequired[dict[str, Any] | None]
 

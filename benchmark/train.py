@@ -10,6 +10,7 @@ of (seed, epoch), so a run killed mid-way and resumed ends bit-identical to one 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.dropout import fast_dropout
 from benchmark.fastpath import FastPath, autocast, choose
 from benchmark.optim import Muon
 from zoo.recipe import EarlyStopping, Recipe
@@ -211,6 +213,7 @@ class TrainState:
     def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int, fast: FastPath):
         self.model, self.fast = model, fast
         self.optimizer, self.fused = build_optimizer(model, recipe)
+        self.fast_dropout = False  # dropout masks drawn by benchmark.dropout (set by `fit`)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(recipe, s, steps_per_epoch))
         self.stopper = EarlyStopper(recipe.early_stopping, recipe.min_epochs)
@@ -336,19 +339,23 @@ def fit(
     if recipe.compile and state.epoch < recipe.max_epochs and not state.stop_reason:
         _compile_warmup(step_model, model, train, criterion, device, recipe.precision)
 
-    while state.epoch < recipe.max_epochs and not state.stop_reason:
-        state.epoch += 1
-        row = train_epoch(state, step_model, train, criterion, recipe, device)
-        if val is not None and (state.epoch % recipe.eval_every == 0 or state.epoch == recipe.max_epochs):
-            validate(state, row, val, recipe, device)
-        state.history.append(row)
-        if checkpoint is not None:
-            save_checkpoint(state, checkpoint)
-        if on_epoch is not None:
-            on_epoch(row)
-        more = state.epoch < recipe.max_epochs and not state.stop_reason
-        if deadline is not None and more and time.monotonic() + row["seconds"] > deadline and checkpoint:
-            raise RunPaused(state.epoch)
+    # a compiled graph draws its own fused masks; on a GPU torch's dropout kernel is already fast
+    cheap_masks = device.type == "cpu" and not recipe.compile
+    with fast_dropout(model) if cheap_masks else contextlib.nullcontext(0) as swapped:
+        state.fast_dropout = swapped > 0
+        while state.epoch < recipe.max_epochs and not state.stop_reason:
+            state.epoch += 1
+            row = train_epoch(state, step_model, train, criterion, recipe, device)
+            if val is not None and (state.epoch % recipe.eval_every == 0 or state.epoch == recipe.max_epochs):
+                validate(state, row, val, recipe, device)
+            state.history.append(row)
+            if checkpoint is not None:
+                save_checkpoint(state, checkpoint)
+            if on_epoch is not None:
+                on_epoch(row)
+            more = state.epoch < recipe.max_epochs and not state.stop_reason
+            if deadline is not None and more and time.monotonic() + row["seconds"] > deadline and checkpoint:
+                raise RunPaused(state.epoch)
     return _result(state, recipe, selected_on_val=val is not None)
 
 
@@ -433,6 +440,7 @@ def _result(state: TrainState, recipe: Recipe, selected_on_val: bool) -> FitResu
         train_seconds=sum(r["seconds"] for r in state.history),
         fast_path={"device_resident": True, "precision": fast.precision, "bf16": fast.precision == "bf16",
                    "channels_last": fast.channels_last, "compile": recipe.compile, "fused_optimizer": state.fused,
+                   "fast_dropout": state.fast_dropout,
                    "chosen_by": fast.source, "probe": fast.probe},
     )
 

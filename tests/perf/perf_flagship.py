@@ -7,6 +7,11 @@ loaders, whitening init, fit, test prediction with the recipe's TTA) and prints,
 the training seconds so far and the test accuracy with TTA (measured outside the clock: the curve),
 then the wall clock from "data in memory" to "test accuracy" (loaders + init + fit + TTA prediction;
 the per-epoch curve evaluations excluded). Not a CI test: minutes per seed on a 2-core CPU.
+
+In the same run it trains airbench94's own recipe (widths 64/256/256, 9.9 epochs) with perf_reference.py's
+single-script loop (`--reference-seeds`, default seed 0; none skips it) and prints both side by side: the
+flagship's mean wall clock as a fraction of the reference's (target <= 0.8x) and both accuracies (target: the
+flagship >= 90.7 % and >= the reference).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import statistics
 import time
 
 import torch
+from perf_reference import AIRBENCH94_EPOCHS, train_reference
 from perfkit import cpu_name, write_json
 
 import zoo
@@ -70,11 +76,26 @@ def run_once(data, entry, recipe, seed: int, device: str, curve: bool) -> dict:
     return {"seed": seed, "wall_s": wall, "train_s": fitted.train_seconds, "acc": final, "curve": points}
 
 
+def side_by_side(runs: list[dict], reference: list[dict]) -> None:
+    """The flagship against airbench94's recipe by the reference loop: wall-clock ratio and accuracies."""
+    acc, ref_acc = (statistics.mean(r["acc"] for r in rs) for rs in (runs, reference))
+    wall, ref_wall = (statistics.mean(r["wall_s"] for r in rs) for rs in (runs, reference))
+    ratio = wall / ref_wall
+    print(f"\n{'':<34} {'test acc':>8}  {'wall s':>7}\n{'reference loop, airbench94 recipe':<34} "
+          f"{ref_acc:>8.4f}  {ref_wall:>7.1f}   ({len(reference)} seed(s))\n{'cifarzoo flagship':<34} {acc:>8.4f}  "
+          f"{wall:>7.1f}   ({len(runs)} seed(s))")
+    print(f"wall clock {ratio:.2f}x the reference's (target <= 0.80x: {'meets' if ratio <= 0.8 else 'misses'}); "
+          f"accuracy {100 * (acc - ref_acc):+.2f} points against it, target >= 90.7 % and >= the reference: "
+          f"{'meets' if acc >= max(0.907, ref_acc) else 'misses'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("CIFARZOO_DATA", "../shared/datasets/cifar10-jpeg.zip"))
     parser.add_argument("--entry", default="airnet-fast")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--reference-seeds", type=int, nargs="*", default=[0],
+                        help="seeds of airbench94's recipe by the reference loop (none: skip it)")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--no-curve", action="store_true", help="skip the per-epoch test evaluations")
     parser.add_argument("--device", default="cpu")
@@ -103,6 +124,11 @@ def main() -> None:
     print(f"data: {data.description}")
     print(f"machine: {cpu_name()}, {os.cpu_count()} cpus, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
+    reference = []
+    for seed in args.reference_seeds:
+        reference.append(train_reference(data, seed, AIRBENCH94_EPOCHS, curve=not args.no_curve))
+        print(f"reference seed {seed} (airbench94's recipe, the single-script loop, {reference[-1]['precision']}): "
+              f"test accuracy {reference[-1]['acc']:.4f} in {reference[-1]['wall_s']:.1f} s wall", flush=True)
     runs = []
     for seed in args.seeds:
         load_before = os.getloadavg()[0]
@@ -121,8 +147,10 @@ def main() -> None:
             sec = statistics.mean(r["curve"][i][1] for r in runs)
             acc = statistics.mean(r["curve"][i][2] for r in runs)
             print(f"  {runs[0]['curve'][i][0]:2d}  {sec:7.1f}  {acc:.4f}")
+    if reference:
+        side_by_side(runs, reference)
     if args.json:
-        write_json(args.json, {"kind": "flagship", "entry": entry.name, "arch_kwargs": arch,
+        write_json(args.json, {"kind": "flagship", "reference": reference, "entry": entry.name, "arch_kwargs": arch,
                                "recipe": recipe.to_dict(), "data": data.description,
                                "machine": f"{cpu_name()}, {os.cpu_count()} cores", "torch": torch.__version__,
                                "threads": torch.get_num_threads(), "device": args.device, "runs": runs})
