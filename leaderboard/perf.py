@@ -59,8 +59,13 @@ def flagship_context(data: dict[str, Any], site: Path, figures: list[plots.Job])
         figures.append(plots.job("time_to_accuracy", {r["seed"]: r["curve"] for r in runs if r.get("curve")},
                                  site / "assets" / "perf" / "flagship.png"))
         figure = "assets/perf/flagship.png"
+    reference = data.get("reference") or []  # airbench94's recipe by the single-script loop, same run
+    ref_acc, _ = _mean_sd([r["acc"] for r in reference])
+    ref_wall, _ = _mean_sd([r["wall_s"] for r in reference])
     return {**data, "acc_mean": acc, "acc_sd": acc_sd, "wall_mean": wall,
-            "wall_max": max((r["wall_s"] for r in runs), default=None), "curve": mean_curve, "figure": figure}
+            "wall_max": max((r["wall_s"] for r in runs), default=None), "curve": mean_curve, "figure": figure,
+            "reference": reference, "ref_acc": ref_acc, "ref_wall": ref_wall,
+            "wall_ratio": wall / ref_wall if wall is not None and ref_wall else None}
 
 
 def train_speed_context(data: dict[str, Any]) -> dict[str, Any]:

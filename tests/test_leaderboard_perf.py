@@ -80,7 +80,9 @@ def test_flagship_mean_over_seeds_and_figure(site):
     assert page.ids["flagship-acc"].strip() == "91.00 %"  # mean of 0.90 and 0.92
     assert page.ids["flagship-wall"].strip() == "6.8 min"  # mean of 400 s and 420 s
     assert page.tables["flagship-runs"][1:] == [["0", "90.00", "6.7 min", "6.3 min"],
-                                                ["1", "92.00", "7.0 min", "6.7 min"]]
+                                                ["1", "92.00", "7.0 min", "6.7 min"],
+                                                ["reference, seed 0", "90.50", "10.0 min", ""]]
+    assert page.ids["flagship-ratio"].strip() == "0.68× the time"  # 410 s / 600 s
     assert page.tables["flagship-curve"][1:] == [["1", "195.0", "81.00"], ["2", "390.0", "91.00"]]
     assert page.images == ["assets/perf/flagship.png"] and (site / "assets/perf/flagship.png").stat().st_size > 1000
 
