@@ -139,7 +139,9 @@ def test_airnet_fit_learns_synthetic_data() -> None:
 
     data = synthetic_dataset(n_train=768, n_test=256)
     mean, std = [0.4] * 3, [0.3] * 3
-    recipe = zoo.get_entry("airnet-fast").recipe.replace(max_epochs=3, batch_size=128)
+    # 5 epochs: at 3 this tiny net is mid-climb (fp32 0.80, bf16 0.63-0.46 depending on the seed); by 5 it has
+    # learned the task in either precision (1.00 / 1.00), so the test says the same on every kind of host
+    recipe = zoo.get_entry("airnet-fast").recipe.replace(max_epochs=5, batch_size=128)
     train = DeviceLoader(data.x_train, data.y_train, batch_size=128, mean=mean, std=std, shuffle=True,
                          policy=get_policy(recipe.augment))  # the entry's own: alternating flip + translate
     test = DeviceLoader(data.x_test, data.y_test, batch_size=256, mean=mean, std=std)
@@ -148,10 +150,10 @@ def test_airnet_fit_learns_synthetic_data() -> None:
     model.data_init(train.plain(500))
     assert recipe.val_fraction == 0.0  # the flagship trains on the whole train split: no validation loader
     result = fit(model, recipe, train, None)
-    assert result.best_epoch == 3 and all("val_acc" not in row for row in result.history)
+    assert result.best_epoch == 5 and all("val_acc" not in row for row in result.history)
     logits, labels = predict(result.model, test, CPU, "fp32", tta="flip+translate")
     accuracy = (logits.argmax(1) == labels).float().mean().item()
-    assert accuracy > 0.5, f"test accuracy {accuracy:.3f} after 3 epochs (chance is 0.1)"
+    assert accuracy > 0.8, f"test accuracy {accuracy:.3f} after 5 epochs (chance is 0.1)"
     print(f"airnet on synthetic data: test accuracy {accuracy:.3f}")
     from benchmark.fastpath import probe
 
