@@ -19,6 +19,7 @@ restores both on exit, so the trained model is the architecture's own modules ag
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,9 +34,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
               device: torch.device | str = "cpu") -> torch.Tensor:
     """A tensor of 0 and 1 / (1 - p') in `dtype`: each element kept independently with probability 1 - p',
     p' = round(p * 65536) / 65536."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     # the full 64-bit range (plain `random_()` leaves the sign bit 0, which would bias every fourth element)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(1 << 63), None)
     bits = words.view(torch.int16)[:n].view(shape)  # each uniform on [-32768, 32767]

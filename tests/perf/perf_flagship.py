@@ -25,21 +25,15 @@ import time
 
 import torch
 from perf_reference import AIRBENCH94_EPOCHS, train_reference
-from perfkit import cpu_name, write_json
+from perfkit import accuracy, cpu_name, write_json
 
 import zoo
 from benchmark.augment import get_policy
 from benchmark.data import load_dataset
-from benchmark.evaluate import predict
 from benchmark.loader import DeviceLoader
 from benchmark.splits import channel_stats, stratified_split
 from benchmark.train import fit
 from zoo.recipe import RECIPE_FIELDS
-
-
-def accuracy(model: torch.nn.Module, loader: DeviceLoader, precision: str, tta: str) -> float:
-    logits, labels = predict(model, loader, loader.device, precision, tta=tta)
-    return (logits.argmax(1) == labels).float().mean().item()
 
 
 def run_once(data, entry, recipe, seed: int, device: str, curve: bool) -> dict:

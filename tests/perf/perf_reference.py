@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from perfkit import cpu_name, write_json
+from perfkit import accuracy, cpu_name, write_json
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -133,8 +133,6 @@ def reference_state(model: nn.Module, steps_per_epoch: int, epochs: float = RECI
 def train_reference(data, seed: int, epochs: float = AIRBENCH94_EPOCHS, curve: bool = False) -> dict:
     """airbench94's own recipe, end to end, by the reference loop: wall clock from "data in memory" to the
     test accuracy with flip + translate TTA (per-epoch curve evaluations, when asked for, are not counted)."""
-    from benchmark.evaluate import predict
-
     fast = choose("auto", None, "cpu")
     torch.manual_seed(seed)
     t0 = time.perf_counter()
@@ -151,8 +149,7 @@ def train_reference(data, seed: int, epochs: float = AIRBENCH94_EPOCHS, curve: b
         reference_epoch(model, images, data.y_train, epoch, fast.precision, fast.channels_last, steps, state)
         if curve:
             t = time.perf_counter()
-            points.append((epoch + 1, t - t0 - untimed, _accuracy(predict(model, test, "cpu", "fp32",
-                                                                          tta=RECIPE.tta))))
+            points.append((epoch + 1, t - t0 - untimed, accuracy(model, test, "fp32", RECIPE.tta)))
             untimed += time.perf_counter() - t
             print(f"  reference seed {seed} epoch {epoch + 1:2d}  {points[-1][1]:7.1f} s  test acc (TTA) "
                   f"{points[-1][2]:.4f}", flush=True)
@@ -160,14 +157,9 @@ def train_reference(data, seed: int, epochs: float = AIRBENCH94_EPOCHS, curve: b
         with torch.no_grad():
             torch._foreach_copy_([t for t in model.state_dict().values() if t.is_floating_point()], state["slow"])
     # scored in fp32, as the flagship's side and every record are
-    acc = _accuracy(predict(model, test, "cpu", "fp32", tta=RECIPE.tta))
+    acc = accuracy(model, test, "fp32", RECIPE.tta)
     return {"seed": seed, "wall_s": time.perf_counter() - t0 - untimed, "acc": acc, "epochs": epochs,
             "precision": fast.precision, "channels_last": fast.channels_last, "curve": points}
-
-
-def _accuracy(prediction: tuple[torch.Tensor, torch.Tensor]) -> float:
-    logits, labels = prediction
-    return (logits.argmax(1) == labels).float().mean().item()
 
 
 def _normalised(x_u8: torch.Tensor, mean, std) -> torch.Tensor:

@@ -31,13 +31,12 @@ import statistics
 import time
 
 import torch
-from perfkit import PilDataset, cpu_name, write_json
+from perfkit import PilDataset, accuracy, cpu_name, write_json
 from torch import nn
 
 import zoo
 from benchmark.augment import get_policy
 from benchmark.data import load_dataset
-from benchmark.evaluate import predict
 from benchmark.loader import DeviceLoader
 from benchmark.splits import channel_stats, stratified_subset
 from benchmark.train import fit
@@ -117,8 +116,7 @@ def fast_fit(model: nn.Module, entry, x, y, mean, std, epochs: int, seed: int):
 
 def test_accuracy(model: nn.Module, x, y, mean, std, precision: str, channels_last: bool) -> float:
     loader = DeviceLoader(x, y, batch_size=500, mean=mean, std=std, channels_last=channels_last)
-    logits, labels = predict(model, loader, torch.device("cpu"), precision)
-    return (logits.argmax(1) == labels).float().mean().item()
+    return accuracy(model, loader, precision)
 
 
 def speed(data, mean, std, names: list[str]) -> list[dict]:

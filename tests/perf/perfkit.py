@@ -32,6 +32,14 @@ class PilDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
+def accuracy(model: torch.nn.Module, loader, precision: str = "fp32", tta: str = "none") -> float:
+    """Top-1 accuracy of `model` over a non-shuffled DeviceLoader (benchmark.evaluate.predict)."""
+    from benchmark.evaluate import predict
+
+    logits, labels = predict(model, loader, loader.device, precision, tta=tta)
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write `data` as JSON atomically (the leaderboard reads results/perf/*.json), creating the folder."""
     from zoo.files import write_atomic
