@@ -31,7 +31,7 @@ import statistics
 import time
 
 import torch
-from perfkit import PilDataset, accuracy, cpu_name, write_json
+from perfkit import PilDataset, accuracy, cpu_name, peak_gflops, train_flops_per_image, write_json
 from torch import nn
 
 import zoo
@@ -120,7 +120,11 @@ def test_accuracy(model: nn.Module, x, y, mean, std, precision: str, channels_la
 
 
 def speed(data, mean, std, names: list[str]) -> list[dict]:
-    print(f"{'model':<14} {'batch':>5} {'images':>6}  {'reports img/s':>13}  {'fast img/s':>10}  {'ratio':>6}")
+    """Both loops' images/s for each entry, with the GEMM ceiling: the best the fast path could reach if all of
+    its counted FLOPs ran at this machine's peak dense rate (matmul or conv), as a multiple of the reports' loop."""
+    peaks: dict[str, float] = {}  # per precision, measured when first used (emulated bf16 would take minutes)
+    print(f"{'model':<20} {'batch':>5} {'images':>6}  {'reports img/s':>13}  {'fast img/s':>10}  {'ratio':>6}  "
+          f"{'GFLOP/s r/f':>11}  {'ceiling':>7}")
     out = []
     for name, n, _ in MODELS:
         if name not in names:
@@ -132,19 +136,27 @@ def speed(data, mean, std, names: list[str]) -> list[dict]:
         model = _network(entry)
         fast_model = _network(entry)
         fast_model.load_state_dict(model.state_dict())
-        loader = reports_loader(x, y, mean, std, entry.recipe.batch_size, seed=0, size=min(entry.recipe.input_size, 64))
+        size = min(entry.recipe.input_size, 64)
+        flops = train_flops_per_image(model, size)
+        loader = reports_loader(x, y, mean, std, entry.recipe.batch_size, seed=0, size=size)
         slow_s = reports_epochs(model, loader, entry.recipe.lr, 2)[-1]
         fitted = fast_fit(fast_model, entry, x, y, mean, std, 2, seed=0)
         slow_rate, fast_rate = len(y) / slow_s, fitted.history[-1]["images_per_s"]
         fp = fitted.fast_path
         target = _target(name, fp["precision"])
+        if fp["precision"] not in peaks:
+            peaks[fp["precision"]] = peak_gflops(fp["precision"])
+            print(f"  (peak dense rate, {fp['precision']}, matmul or 3x3 conv: {peaks[fp['precision']]:.0f} GFLOP/s)")
+        ceiling = peaks[fp["precision"]] * 1e9 / flops / slow_rate
         print(f"{name:<20} {entry.recipe.batch_size:>5} {len(y):>6}  {slow_rate:>13.1f}  {fast_rate:>10.1f}  "
-              f"{fast_rate / slow_rate:>5.2f}x  {fp['precision']}{' +cl' if fp['channels_last'] else ''}"
+              f"{fast_rate / slow_rate:>5.2f}x  {flops * slow_rate / 1e9:>5.0f}/{flops * fast_rate / 1e9:<5.0f}  "
+              f"{ceiling:>6.2f}x  {fp['precision']}{' +cl' if fp['channels_last'] else ''}"
               f"{' +compile' if fp['compile'] else ''}  {'meets' if fast_rate / slow_rate >= target else 'BELOW'} "
               f"{target:.1f}x", flush=True)
         out.append({"entry": name, "batch_size": entry.recipe.batch_size, "images": len(y),
                     "reports_images_per_s": slow_rate, "fast_images_per_s": fast_rate,
-                    "precision": fp["precision"], "channels_last": fp["channels_last"], "compile": fp["compile"]})
+                    "precision": fp["precision"], "channels_last": fp["channels_last"], "compile": fp["compile"],
+                    "train_flops_per_image": flops, "peak_gflops": peaks[fp["precision"]], "ceiling": ceiling})
     return out
 
 

@@ -40,6 +40,41 @@ def accuracy(model: torch.nn.Module, loader, precision: str = "fp32", tta: str =
     return (logits.argmax(1) == labels).float().mean().item()
 
 
+def train_flops_per_image(model: torch.nn.Module, input_size: int = 32) -> float:
+    """FLOPs of one training step per image: forward and backward on a batch of two, counted by
+    FlopCounterMode on a copy (multiply-add = 2; element-wise work not counted, so this is the GEMM part)."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = copy.deepcopy(model).float().train()
+    with FlopCounterMode(display=False) as counter:
+        net(torch.randn(2, 3, input_size, input_size)).float().sum().backward()
+    return counter.get_total_flops() / 2
+
+
+def peak_gflops(precision: str = "fp32", n: int = 2048, repeats: int = 8) -> float:
+    """The best rate this machine's dense kernels reach at this precision, GFLOP/s: the faster of an n x n x n
+    matmul and a 3x3 convolution (128 -> 128 channels, 32 x 32, channels_last, forward), best of `repeats` each
+    (oneDNN's convolutions can beat the BLAS matmul). The ceiling on what any loop gets out of GEMM-bound work."""
+    import time
+
+    from benchmark.fastpath import autocast
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    x = torch.randn(64, 128, 32, 32).contiguous(memory_format=torch.channels_last)
+    kernels = [(lambda: a @ b, 2 * n**3), (lambda: conv(x), 2 * 64 * 32 * 32 * 128 * 128 * 9)]
+    best_rate = 0.0
+    with torch.no_grad(), autocast("cpu", precision):
+        for kernel, flops in kernels:
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                kernel()
+                best_rate = max(best_rate, flops / (time.perf_counter() - t0))
+    return best_rate / 1e9
+
+
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write `data` as JSON atomically (the leaderboard reads results/perf/*.json), creating the folder."""
     from zoo.files import write_atomic

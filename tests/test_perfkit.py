@@ -1,0 +1,39 @@
+"""The measuring helpers of tests/perf: the FLOP count behind perf_train_speed's GEMM ceiling."""
+
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent / "perf"))
+from perfkit import peak_gflops, train_flops_per_image  # noqa: E402
+
+
+def test_train_flops_count_forward_and_weight_gradient_per_image():
+    # a linear layer on the image: forward 2 * 3072 * 10 per image; backward only the weight gradient (the
+    # input needs none), the same again; the bias is element-wise and not counted
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    assert train_flops_per_image(model) == 2 * (2 * 3072 * 10)
+
+
+def test_train_flops_of_a_hidden_conv_count_its_input_gradient_too():
+    # conv(3->8) then conv(8->8), 3x3 at 32x32: the first has forward + weight gradient, the second forward,
+    # weight and input gradients (3x its forward)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.Conv2d(8, 8, 3, padding=1, bias=False))
+    first, second = 2 * 32 * 32 * 8 * 3 * 9, 2 * 32 * 32 * 8 * 8 * 9
+    assert train_flops_per_image(model) == 2 * first + 3 * second
+
+
+def test_train_flops_leave_the_model_untouched():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(10))
+    model(torch.zeros(1, 3, 32, 32))
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_flops_per_image(model)
+    assert not model.training and model[0].weight.grad is None
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_peak_is_a_positive_rate():
+    assert peak_gflops("fp32", n=256, repeats=2) > 0.1
