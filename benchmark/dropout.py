@@ -39,8 +39,13 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(1 << 63), None)
     bits = words.view(torch.int16)[:n].view(shape)  # each uniform on [-32768, 32767]
     drop_levels = round(p * LEVELS)
-    keep = bits >= drop_levels - LEVELS // 2  # P(keep) = (65536 - drop_levels) / 65536
-    return keep.to(dtype).mul_(LEVELS / (LEVELS - drop_levels))
+    # keep where bits >= drop_levels - 32768: P(keep) = (65536 - drop_levels) / 65536. As float arithmetic on
+    # integers (exact in fp32): bits - (threshold - 1) is >= 1 where kept and <= 0 where dropped, so clamping to
+    # [0, 1] gives the 0/1 mask directly. A `bits >= t` bool mask converted to float costs 10x more on the CPU
+    # (torch's bool -> float copy is not vectorised: 1.7 ms vs 0.15 ms for 1.1 M elements, one AVX2 thread).
+    threshold = drop_levels - LEVELS // 2
+    mask = bits.to(torch.float32).sub_(threshold - 1).clamp_(0, 1).mul_(LEVELS / (LEVELS - drop_levels))
+    return mask.to(dtype)
 
 
 class FastDropout(nn.Dropout):

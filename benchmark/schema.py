@@ -104,6 +104,7 @@ class FastPathSection(TypedDict):
     compile: bool
     fused_optimizer: bool
     fast_dropout: NotRequired[bool]  # dropout masks from benchmark.dropout (CPU, not compiled)
+    freed_memory_kept: NotRequired[bool]  # glibc keeps freed blocks for reuse (benchmark.cpumemory, CPU)
     chosen_by: Literal["probe", "environment", "recipe", "cuda", "checkpoint"]
     probe: NotRequired[dict[str, Any] | None]
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.cpumemory import keep_freed_memory
 from benchmark.dropout import fast_dropout
 from benchmark.fastpath import FastPath, autocast, choose
 from benchmark.optim import Muon
@@ -214,6 +215,7 @@ class TrainState:
         self.model, self.fast = model, fast
         self.optimizer, self.fused = build_optimizer(model, recipe)
         self.fast_dropout = False  # dropout masks drawn by benchmark.dropout (set by `fit`)
+        self.memory_kept = False  # glibc keeps freed blocks for reuse (benchmark.cpumemory; set by `fit`)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(recipe, s, steps_per_epoch))
         self.stopper = EarlyStopper(recipe.early_stopping, recipe.min_epochs)
@@ -325,6 +327,7 @@ def fit(
     if val is None and recipe.early_stopping is not None:
         raise ValueError("early stopping needs a validation split (val is None)")
     device = torch.device(device)
+    memory_kept = device.type == "cpu" and keep_freed_memory()  # process-wide, once: benchmark.cpumemory
     saved = read_checkpoint(checkpoint, device)
     fast = fast_path or resolve_fast_path(recipe, device, saved)
     recipe = recipe.replace(precision=fast.precision, channels_last=fast.channels_last)
@@ -342,7 +345,7 @@ def fit(
     # a compiled graph draws its own fused masks; on a GPU torch's dropout kernel is already fast
     cheap_masks = device.type == "cpu" and not recipe.compile
     with fast_dropout(model) if cheap_masks else contextlib.nullcontext(0) as swapped:
-        state.fast_dropout = swapped > 0
+        state.fast_dropout, state.memory_kept = swapped > 0, memory_kept
         while state.epoch < recipe.max_epochs and not state.stop_reason:
             state.epoch += 1
             row = train_epoch(state, step_model, train, criterion, recipe, device)
@@ -440,7 +443,7 @@ def _result(state: TrainState, recipe: Recipe, selected_on_val: bool) -> FitResu
         train_seconds=sum(r["seconds"] for r in state.history),
         fast_path={"device_resident": True, "precision": fast.precision, "bf16": fast.precision == "bf16",
                    "channels_last": fast.channels_last, "compile": recipe.compile, "fused_optimizer": state.fused,
-                   "fast_dropout": state.fast_dropout,
+                   "fast_dropout": state.fast_dropout, "freed_memory_kept": state.memory_kept,
                    "chosen_by": fast.source, "probe": fast.probe},
     )
 

@@ -3,6 +3,8 @@ gradient) and the context manager swaps and restores exactly what it says."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -26,6 +28,21 @@ def test_keep_mask_keeps_each_position_at_the_right_rate_and_scales_by_one_over_
         rate = (mask.view(-1, 4)[:, slot] > 0).float().mean().item()
         assert abs(rate - (1 - kept / LEVELS)) < 5 * sd, (slot, rate)
     assert mask.mean().item() == pytest.approx(1.0, abs=5 * sd * scale)  # unbiased: E[mask] = 1
+
+
+def test_keep_mask_keeps_exactly_the_elements_whose_16_bits_clear_the_threshold() -> None:
+    # the rule itself, on the very bits the generator gives (so a seeded or resumed run's masks are what they
+    # were before the mask was computed by float arithmetic): kept iff bits >= round(p * 65536) - 32768,
+    # including the elements at the threshold and just below it
+    p, n = 0.1, 100_003
+    torch.manual_seed(3)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)
+    bits = words.view(torch.int16)[:n]
+    torch.manual_seed(3)
+    mask = keep_mask((n,), p, torch.float32)
+    threshold = round(p * LEVELS) - LEVELS // 2
+    assert torch.equal(mask > 0, bits >= threshold)
+    assert ((bits == threshold) | (bits == threshold - 1)).any()  # the edge was exercised
 
 
 def test_keep_mask_odd_sizes_and_bf16() -> None:
@@ -82,4 +99,5 @@ def test_fit_on_cpu_records_fast_dropout_and_returns_the_architectures_own_modul
     model = nn.Sequential(nn.Flatten(), nn.Linear(3072, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 10))
     result = fit(model, Recipe(max_epochs=1, val_fraction=0.0, precision="fp32", channels_last=False), loader, None)
     assert result.fast_path["fast_dropout"] is True
+    assert result.fast_path["freed_memory_kept"] is (sys.platform == "linux")  # benchmark.cpumemory
     assert type(result.model[3]) is nn.Dropout

@@ -200,6 +200,8 @@ def run_cifarzoo(p: dict) -> float:
 
 def measure(data, n: int, epochs: int) -> dict:
     p = prepared(data, n, epochs)
+    # the reference first: fit's malloc thresholds (benchmark.cpumemory) are process-wide and a single script
+    # does not set them
     ref_rate, our_rate = run_reference(p), run_cifarzoo(p)
     return {"images": n, "epochs_timed": epochs, "precision": p["fast"].precision,
             "channels_last": p["fast"].channels_last, "threads": torch.get_num_threads(),
