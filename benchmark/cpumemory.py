@@ -17,7 +17,6 @@ applied once, by `fit` on the CPU. Elsewhere (macOS, Windows, musl) it does noth
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import sys
 
@@ -41,9 +40,8 @@ def keep_freed_memory() -> bool:
 def _mallopt() -> bool:
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the symbols already loaded: no library search (find_library runs ldconfig)
         gnu_get_libc_version = libc.gnu_get_libc_version  # glibc only: musl's mallopt ignores these
         mallopt = libc.mallopt
     except (OSError, AttributeError):

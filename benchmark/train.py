@@ -327,7 +327,6 @@ def fit(
     if val is None and recipe.early_stopping is not None:
         raise ValueError("early stopping needs a validation split (val is None)")
     device = torch.device(device)
-    memory_kept = device.type == "cpu" and keep_freed_memory()  # process-wide, once: benchmark.cpumemory
     saved = read_checkpoint(checkpoint, device)
     fast = fast_path or resolve_fast_path(recipe, device, saved)
     recipe = recipe.replace(precision=fast.precision, channels_last=fast.channels_last)
@@ -337,6 +336,7 @@ def fit(
     state = TrainState(model, recipe, len(train), fast)
     if saved is not None:
         state = _resume(state, saved, recipe, len(train), checkpoint)
+    state.memory_kept = device.type == "cpu" and keep_freed_memory()  # process-wide, once: benchmark.cpumemory
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     step_model = torch.compile(model) if recipe.compile else model
     if recipe.compile and state.epoch < recipe.max_epochs and not state.stop_reason:
@@ -345,7 +345,7 @@ def fit(
     # a compiled graph draws its own fused masks; on a GPU torch's dropout kernel is already fast
     cheap_masks = device.type == "cpu" and not recipe.compile
     with fast_dropout(model) if cheap_masks else contextlib.nullcontext(0) as swapped:
-        state.fast_dropout, state.memory_kept = swapped > 0, memory_kept
+        state.fast_dropout = swapped > 0
         while state.epoch < recipe.max_epochs and not state.stop_reason:
             state.epoch += 1
             row = train_epoch(state, step_model, train, criterion, recipe, device)

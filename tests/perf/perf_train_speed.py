@@ -151,7 +151,7 @@ def speed(data, mean, std, names: list[str]) -> list[dict]:
         out.append({"entry": name, "batch_size": entry.recipe.batch_size, "images": len(row["y"]),
                     "reports_images_per_s": slow_rate, "fast_images_per_s": fast_rate,
                     "precision": fp["precision"], "channels_last": fp["channels_last"], "compile": fp["compile"],
-                    "freed_memory_kept": fp.get("freed_memory_kept", False),
+                    "freed_memory_kept": fp["freed_memory_kept"],
                     "train_flops_per_image": flops, "peak_gflops": peaks[fp["precision"]], "ceiling": ceiling})
     return out
 
