@@ -10,8 +10,10 @@ oneDNN emulates it and a training step runs 12-30x slower than fp32. So a recipe
 Each configuration takes the best of a few repeats (a probe on a busy machine can only be slowed, never
 sped up), a configuration already 3x slower than the leader is not repeated, and the whole probe takes a
 few seconds. The precision with the smaller conv + matmul time wins; the layout is the faster conv layout
-at that precision. The result is cached under `$CIFARZOO_HOME/machine/`, keyed by CPU model, CPU flags,
-device and torch version. On CUDA no probe runs: bf16 where the GPU supports it, channels_last.
+at that precision (a precision set by the recipe or the environment gets the faster layout at its own
+precision, and so does evaluation, which is always fp32). The result is cached under
+`$CIFARZOO_HOME/machine/`, keyed by CPU model, CPU flags, device and torch version. On CUDA no probe runs:
+bf16 where the GPU supports it, channels_last.
 
 Overrides, strongest first: an explicit recipe field, `$CIFARZOO_PRECISION` (fp32 / bf16), the probe.
 """
@@ -65,12 +67,21 @@ def choose(precision: str, channels_last: bool | None, device: str = "cpu") -> F
         chosen = FastPath(figures["choice"]["precision"], figures["choice"]["channels_last"], "probe", figures)
     env = environment_override()
     if precision == "auto" and env:
-        chosen = FastPath(env, chosen.channels_last, "environment", chosen.probe)
+        chosen = _with_precision(chosen, env, "environment")
     if precision != "auto":
-        chosen = FastPath(precision, chosen.channels_last, "recipe", chosen.probe)
+        chosen = _with_precision(chosen, precision, "recipe")
     if channels_last is not None:
         chosen = FastPath(chosen.precision, channels_last, chosen.source, chosen.probe)
     return chosen
+
+
+def _with_precision(chosen: FastPath, precision: str, source: str) -> FastPath:
+    """`chosen` in another precision, with the layout the probe timed faster in that precision (fp32 on a
+    bf16 host need not share bf16's layout); the probe's own layout where it has no figures for it."""
+    conv = (chosen.probe or {}).get("ms_per_step", {}).get("conv", {})
+    fast, plain = conv.get(f"{precision}-channels_last"), conv.get(f"{precision}-nchw")
+    layout = chosen.channels_last if fast is None or plain is None else fast < plain
+    return FastPath(precision, layout, source, chosen.probe)
 
 
 def environment_override() -> str | None:

@@ -82,6 +82,22 @@ def test_environment_overrides_the_probe_but_not_the_recipe(home, monkeypatch):
         fastpath.choose("auto", None, "cpu")
 
 
+def test_a_precision_set_elsewhere_gets_its_own_faster_layout(home, monkeypatch):
+    """A bf16 host whose probe chose bf16 in channels_last, where fp32 ran faster in NCHW: an fp32 recipe
+    (and evaluation, always fp32) gets NCHW; a probe without figures leaves its own layout."""
+    conv = {"fp32-nchw": 4.0, "fp32-channels_last": 5.0, "bf16-nchw": 3.0, "bf16-channels_last": 2.0}
+    monkeypatch.setattr(fastpath, "measure", lambda device="cpu": {
+        "key": fastpath.cache_key(), "ms_per_step": {"conv": conv, "matmul": {"fp32": 1.0, "bf16": 1.0}},
+        "choice": {"precision": "bf16", "channels_last": True}})
+    assert fastpath.choose("auto", None, "cpu").channels_last is True
+    assert fastpath.choose("fp32", None, "cpu").channels_last is False
+    monkeypatch.setenv(fastpath.ENV, "fp32")
+    assert (fastpath.choose("auto", None, "cpu").precision, fastpath.choose("auto", None, "cpu").channels_last) == (
+        "fp32", False)
+    bare = fastpath.FastPath("bf16", True, "probe", {"choice": {}})
+    assert fastpath._with_precision(bare, "fp32", "recipe").channels_last is True
+
+
 def test_race_stops_repeating_a_configuration_three_times_slower():
     calls = {"fast": 0, "slow": 0}
 
