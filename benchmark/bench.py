@@ -271,10 +271,12 @@ def planned(entries: list[str] | tuple[str, ...] = (), *, all_entries: bool = Fa
     """The plan of a bench and its context, with every check a bench makes before its first run."""
     from benchmark.data import load_dataset
     from benchmark.fastpath import environment_override
+    from benchmark.onnx_export import exporter_override
     from benchmark.profiles import get_profile
     from benchmark.records import check_results_dir
 
-    environment_override()  # a bad $CIFARZOO_PRECISION fails here, not in every run
+    environment_override()  # a bad $CIFARZOO_PRECISION (or exporter) fails here, not in every run
+    exporter_override()
     names = resolve_entries(list(entries), all_entries, list(exclude))
     seeds = list(seeds) if seeds is not None else list(get_profile(profile).seeds)
     results = Path(results)

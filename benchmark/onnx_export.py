@@ -8,7 +8,11 @@ faster to run, so it is kept as a fallback for a model that `torch.export` canno
 nets are the exception, exported by TorchScript first: both exporters write the same four ONNX `GRU`
 nodes for the zoo's GRU, but `torch.export` spends 33 s on its symbolic batch dimension through the
 unrolled recurrence where TorchScript takes 0.3 s (one thread, AVX2 host). The exporter used is stored
-in `ExportResult.exporter`. The batch axis is dynamic (input `images`,
+in `ExportResult.exporter` and in each record's `onnx.exporter`. `$CIFARZOO_ONNX_EXPORTER=torchscript` tries
+TorchScript first for every net (the other exporter stays the fallback): a fresh process exports cnn3 in
+1.5 s instead of 8.6 s (one thread, AVX2 host), most of it `torch.export`'s first trace and onnxscript's
+import; the test suite sets it for all but the tests of the exporters themselves and the whole-zoo bench,
+which keep the default. The batch axis is dynamic (input `images`,
 output `logits`, both `[batch, ...]`); the example batch is 2 so the exporter cannot specialise it
 to 1. Files are single-file ONNX (weights inline), written atomically.
 
@@ -37,6 +41,7 @@ from zoo.errors import CifarzooError, one_line
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 PARITY_MIN_AGREEMENT = 0.999  # top-1 agreement below this marks an export as failing parity
 EXPORTERS = ("dynamo", "torchscript")
+EXPORTER_ENV = "CIFARZOO_ONNX_EXPORTER"
 SPINNING_MODES = ("off", "on", "run")
 SPINNING = "off"  # decided by measurement, see tests/perf/perf_inference.py --spinning and the README
 
@@ -82,10 +87,19 @@ def export_onnx(model: nn.Module, path: Path, input_size: int = 32, opset: int =
 
 
 def exporter_order(net: nn.Module) -> tuple[str, ...]:
-    """The exporters to try, in order: dynamo first, TorchScript first for a recurrent net (module docstring)."""
-    if any(isinstance(module, nn.RNNBase) for module in net.modules()):
-        return tuple(reversed(EXPORTERS))
-    return EXPORTERS
+    """The exporters to try, in order: $CIFARZOO_ONNX_EXPORTER's first where it is set, else dynamo first and
+    TorchScript first for a recurrent net (module docstring)."""
+    first = exporter_override() or ("torchscript" if any(isinstance(m, nn.RNNBase) for m in net.modules())
+                                     else "dynamo")
+    return (first, *(e for e in EXPORTERS if e != first))
+
+
+def exporter_override() -> str | None:
+    """$CIFARZOO_ONNX_EXPORTER (dynamo or torchscript), None when unset; any other value is a user error."""
+    value = os.environ.get(EXPORTER_ENV, "").strip().lower()
+    if value and value not in EXPORTERS:
+        raise CifarzooError(f"${EXPORTER_ENV} is '{value}'; set it to dynamo or torchscript, or unset it.")
+    return value or None
 
 
 def preprocessing_metadata(model: nn.Module) -> dict[str, Any]:

@@ -303,7 +303,7 @@ def export_and_check(model: torch.nn.Module, run: Run, splits: Splits, ctx: RunC
     section = ModelSection(params=count_params(model), flops_per_image=flops_per_image(model, size), onnx_bytes=None)
     exported = export_onnx(model, folder / f"{run.entry.name}.onnx", input_size=size, metadata=metadata)
     onnx = OnnxSection(exported=exported.ok, reason=exported.reason, opset=exported.opset, max_abs_diff=None,
-                       top1_agreement=None, parity_ok=None)
+                       top1_agreement=None, parity_ok=None, exporter=exported.exporter)
     if not exported.ok:
         return None, onnx, section
     section["onnx_bytes"] = exported.bytes

@@ -191,6 +191,7 @@ class OnnxSection(TypedDict):
     top1_agreement: float | None
     parity_ok: bool | None
     n_images: NotRequired[int]
+    exporter: NotRequired[str | None]  # "dynamo" or "torchscript" (benchmark.onnx_export); None when none did
 
 
 class Latency(TypedDict):

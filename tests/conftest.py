@@ -13,6 +13,10 @@ from helpers import REAL_ZIP
 def pytest_configure(config):
     if "CIFARZOO_HOME" not in os.environ or not os.environ.get("CIFARZOO_KEEP_HOME"):
         os.environ["CIFARZOO_HOME"] = tempfile.mkdtemp(prefix="cifarzoo-test-home-")
+    # ONNX by TorchScript first (benchmark.onnx_export): dynamo's cold export is ~7 s more per process, and ~90
+    # exports made it a quarter of the suite; test_onnx.py and the whole-zoo bench keep the default
+    # (helpers.DEFAULT_EXPORTER_ENV)
+    os.environ.setdefault("CIFARZOO_ONNX_EXPORTER", "torchscript")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
     if workers > 1:  # pytest -n N: share the cores instead of oversubscribing them (here and in the CLI
         # processes the tests start), since two OpenMP pools on one core slow tensor ops many times over

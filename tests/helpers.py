@@ -18,6 +18,7 @@ def stop_after(epoch: int) -> Callable[[dict[str, Any]], None]:
 
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_EXPORTER_ENV = {"CIFARZOO_ONNX_EXPORTER": ""}  # an env update for the product's own exporter order (conftest)
 REAL_ZIP = (ROOT / ".." / "shared" / "datasets" / "cifar10-jpeg.zip").resolve()  # the real-data tests' copy
 
 

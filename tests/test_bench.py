@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import DEFAULT_EXPORTER_ENV
 from helpers import cifarzoo as run_cli
 
 import zoo
@@ -35,7 +36,7 @@ def whole_zoo(tmp_path_factory, bench_env):
     out = tmp_path_factory.mktemp("bench")
     t0 = time.perf_counter()
     first = cifarzoo("bench", "--all", "--data", "synthetic", "--profile", "smoke", "--results", str(out / "results"),
-                     "--site", str(out / "site"), "--progress", "plain", env=bench_env)
+                     "--site", str(out / "site"), "--progress", "plain", env={**bench_env, **DEFAULT_EXPORTER_ENV})
     return out, first, time.perf_counter() - t0
 
 
@@ -50,13 +51,15 @@ def test_bench_all_smoke_records_every_entry(whole_zoo):
             continue
         assert rec["status"] == "ok", (name, rec["reason"])
         assert rec["profile"] == "smoke" and rec["seed"] == 0
-        # the smoke profile's budget, as run: 128 + 64 images of the 2,000, 2 epochs, 100 test images
+        # the smoke profile's budget, as run: 64 + 32 images of the 2,000, 2 epochs, 100 test images
         assert (rec["data"]["n_train"], rec["data"]["n_val"], rec["data"]["n_test"]) == (
-            128, 64 if rec["recipe"]["val_fraction"] else 0, 100)
+            64, 32 if rec["recipe"]["val_fraction"] else 0, 100)
         assert rec["training"]["epochs_run"] == len(rec["history"]) <= 2
         assert sum(map(sum, rec["test"]["confusion_matrix"])) == 100
         assert rec["timing"]["torch"]["batch1_ms"]["p50"] > 0
         assert rec["onnx"]["exported"] and rec["onnx"]["parity_ok"], (name, rec["onnx"])  # every net exports
+        # ... by the maintained exporter, the GRUs by TorchScript (benchmark.onnx_export)
+        assert rec["onnx"]["exporter"] == ("torchscript" if rec["entry"]["family"] == "rnn" else "dynamo"), name
         assert rec["onnx"]["n_images"] == 50  # the smoke profile's parity share
         assert rec["onnx"]["max_abs_diff"] < 5e-3, (name, rec["onnx"])  # fp32 both sides: rounding (<= 3e-4 seen)
     assert (out / "site" / "index.html").exists()
@@ -124,6 +127,16 @@ def test_bad_input_one_sentence_exit_2(tmp_path, bench_env):
     r = cifarzoo("bench", "tinyvgg-aug", "--data", "synthetic", "--results", str(old), env=bench_env, check=False)
     assert r.returncode == 2 and "schema version 0" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_bad_exporter_setting_stops_the_bench_before_its_first_run(tmp_path, monkeypatch):
+    from benchmark.bench import planned
+    from zoo.errors import CifarzooError
+
+    monkeypatch.setenv("CIFARZOO_ONNX_EXPORTER", "tflite")
+    with pytest.raises(CifarzooError, match="CIFARZOO_ONNX_EXPORTER is 'tflite'"):
+        planned(["cnn3-basic"], data="synthetic", results=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 def _weights_of(record: dict, bench_env: dict) -> Path:

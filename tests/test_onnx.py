@@ -19,8 +19,16 @@ from torch import nn
 
 import zoo
 from benchmark.modelstats import count_params, flops_per_image
-from benchmark.onnx_export import PARITY_MIN_AGREEMENT, export_onnx, ort_session, parity
+from benchmark.onnx_export import EXPORTER_ENV, PARITY_MIN_AGREEMENT, export_onnx, exporter_order, ort_session, parity
 from zoo.errors import CifarzooError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def default_exporter():
+    """The product's own exporter order, not the suite's TorchScript-first (tests/conftest.py)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(EXPORTER_ENV, "")
+        yield
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -74,6 +82,18 @@ def test_export_result_fields(tmp_path):
     assert result.bytes == path.stat().st_size
     assert result.exporter == "dynamo"
     assert [p.name for p in path.parent.iterdir()] == ["m.onnx"]  # no temporary files left behind
+
+
+def test_the_environment_puts_an_exporter_first_and_keeps_the_other_as_fallback(monkeypatch):
+    gru = zoo.create("gru", hidden=16, layers=1)
+    assert exporter_order(small_cnn()) == ("dynamo", "torchscript") and exporter_order(gru) == ("torchscript", "dynamo")
+    monkeypatch.setenv(EXPORTER_ENV, "TorchScript ")
+    assert exporter_order(small_cnn()) == ("torchscript", "dynamo")
+    monkeypatch.setenv(EXPORTER_ENV, "dynamo")
+    assert exporter_order(gru) == ("dynamo", "torchscript")
+    monkeypatch.setenv(EXPORTER_ENV, "tflite")
+    with pytest.raises(CifarzooError, match="dynamo or torchscript"):
+        exporter_order(small_cnn())
 
 
 def test_a_recurrent_net_exports_by_torchscript_with_a_dynamic_batch_and_parity(tmp_path):
