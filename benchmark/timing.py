@@ -59,7 +59,9 @@ class TimingBudget:
     min_batch_iters: int = 1  # ... and this many batch calls
 
 
-SMOKE = TimingBudget(warmup=1, batch1_iters=10, batch_iters=1, batch_size=32, max_seconds=0.5, min_iters=3)
+# smoke only shows that timing runs: batches of 8, since a warm-up and a timed call of 32 images per runtime
+# were 10 s of the report-width ResNet-12's smoke run (one thread, AVX2 host)
+SMOKE = TimingBudget(warmup=1, batch1_iters=10, batch_iters=1, batch_size=8, max_seconds=0.5, min_iters=3)
 QUICK = TimingBudget(warmup=3, batch1_iters=100, batch_iters=3, max_seconds=3.0, min_iters=5)
 FULL = TimingBudget(warmup=10, batch1_iters=500, batch_iters=10, max_seconds=30.0, min_iters=200, min_batch_iters=3)
 BUDGETS = {"smoke": SMOKE, "quick": QUICK, "full": FULL}

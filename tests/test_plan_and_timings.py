@@ -34,7 +34,7 @@ def test_plan_prints_each_run_with_its_size_and_a_total_and_runs_nothing(tmp_pat
     lines = {line.split()[0]: line.split() for line in out.stdout.splitlines()[1:-1]}
     assert len(lines) == 4 and sum(v[1] == "recorded" for v in lines.values()) == 1
     todo = [v for v in lines.values() if v[1] != "recorded"]
-    assert all(v[1:3] == ["2", "128"] for v in todo)  # smoke: 2 epochs of 128 training images
+    assert all(v[1:3] == ["2", "64"] for v in todo)  # smoke: 2 epochs of 64 training images
     assert out.stdout.splitlines()[-1].startswith("total: 3 run(s) to do, about ")
     assert len(list(results.glob("*.json"))) == 1  # a plan trains nothing
 
