@@ -82,7 +82,6 @@ def check_results_dir(results: Path) -> None:
 def environment(device: str) -> dict[str, Any]:
     """Where a run ran: hardware, threads and library versions."""
     import torch
-    import torchvision
 
     try:
         import onnxruntime
@@ -103,7 +102,9 @@ def environment(device: str) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        # as pip has it (no "+cu130" build tag): importing torchvision to ask took 2.3 s of every bench process
+        # (torchvision.ops imports torch._dynamo), and most runs build no torchvision model
+        "torchvision": version("torchvision"),
         "onnxruntime": ort_version,
         "platform": platform.platform(),
         "cifarzoo": cifarzoo_version,
