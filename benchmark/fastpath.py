@@ -139,8 +139,8 @@ def measure(device: str = "cpu") -> dict[str, Any]:
     rng = torch.get_rng_state()
     try:
         torch.manual_seed(0)
-        conv = _race({(p, cl): _conv_step(p, cl, device) for p in PRECISIONS for cl in (False, True)})
-        matmul = _race({p: _matmul_step(p, device) for p in PRECISIONS})
+        conv = race({(p, cl): _conv_step(p, cl, device) for p in PRECISIONS for cl in (False, True)})
+        matmul = race({p: _matmul_step(p, device) for p in PRECISIONS})
     finally:
         torch.set_rng_state(rng)  # the probe must not move a run's random stream
     total = {p: min(conv[(p, False)], conv[(p, True)]) + matmul[p] for p in PRECISIONS}
@@ -158,7 +158,7 @@ def measure(device: str = "cpu") -> dict[str, Any]:
     }
 
 
-def _race(steps: dict[Any, Callable[[], None]]) -> dict[Any, float]:
+def race(steps: dict[Any, Callable[[], None]]) -> dict[Any, float]:
     """Best-of-REPEATS milliseconds per configuration, after one warm-up call each; a configuration whose
     latest time is over 3x the current leader's best stops early (more repeats cannot make it win)."""
     best: dict[Any, float] = {}

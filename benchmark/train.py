@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from benchmark.cpumemory import keep_freed_memory
+from benchmark.convgrad import unfold_conv_grads
 from benchmark.dropout import fast_dropout
 from benchmark.fastpath import FastPath, autocast, choose
 from benchmark.optim import Muon
@@ -216,6 +217,7 @@ class TrainState:
         self.optimizer, self.fused = build_optimizer(model, recipe)
         self.fast_dropout = False  # dropout masks drawn by benchmark.dropout (set by `fit`)
         self.memory_kept = False  # glibc keeps freed blocks for reuse (benchmark.cpumemory; set by `fit`)
+        self.unfolded_convs = 0  # convolutions whose weight gradient went by unfold (benchmark.convgrad)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(recipe, s, steps_per_epoch))
         self.stopper = EarlyStopper(recipe.early_stopping, recipe.min_epochs)
@@ -342,10 +344,12 @@ def fit(
     if recipe.compile and state.epoch < recipe.max_epochs and not state.stop_reason:
         _compile_warmup(step_model, model, train, criterion, device, recipe.precision)
 
-    # a compiled graph draws its own fused masks; on a GPU torch's dropout kernel is already fast
-    cheap_masks = device.type == "cpu" and not recipe.compile
-    with fast_dropout(model) if cheap_masks else contextlib.nullcontext(0) as swapped:
-        state.fast_dropout = swapped > 0
+    # a compiled graph draws its own fused masks; on a GPU torch's dropout kernel is already fast, and cuDNN
+    # searches its own convolution algorithms
+    eager_cpu = device.type == "cpu" and not recipe.compile
+    with contextlib.ExitStack() as swaps:
+        state.fast_dropout = eager_cpu and swaps.enter_context(fast_dropout(model)) > 0
+        convs = swaps.enter_context(unfold_conv_grads(model)) if eager_cpu and recipe.precision == "fp32" else None
         while state.epoch < recipe.max_epochs and not state.stop_reason:
             state.epoch += 1
             row = train_epoch(state, step_model, train, criterion, recipe, device)
@@ -359,6 +363,7 @@ def fit(
             more = state.epoch < recipe.max_epochs and not state.stop_reason
             if deadline is not None and more and time.monotonic() + row["seconds"] > deadline and checkpoint:
                 raise RunPaused(state.epoch)
+        state.unfolded_convs = len(convs.unfolded) if convs else 0
     return _result(state, recipe, selected_on_val=val is not None)
 
 
@@ -444,6 +449,7 @@ def _result(state: TrainState, recipe: Recipe, selected_on_val: bool) -> FitResu
         fast_path={"device_resident": True, "precision": fast.precision, "bf16": fast.precision == "bf16",
                    "channels_last": fast.channels_last, "compile": recipe.compile, "fused_optimizer": state.fused,
                    "fast_dropout": state.fast_dropout, "freed_memory_kept": state.memory_kept,
+                   "unfolded_conv_grads": state.unfolded_convs,
                    "chosen_by": fast.source, "probe": fast.probe},
     )
 

@@ -1,0 +1,126 @@
+"""benchmark.convgrad: weight gradients by unfold + matmul where that races faster (small maps, CPU, fp32)."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark import convgrad
+
+GEOMETRIES = [  # x shape, weight shape, stride, padding, dilation
+    ((4, 8, 1, 1), (16, 8, 3, 3), (1, 1), (1, 1), (1, 1)),  # ResNet-18's layer4 at 32 px
+    ((3, 5, 4, 4), (6, 5, 3, 3), (2, 2), (1, 1), (1, 1)),
+    ((2, 4, 5, 6), (3, 4, 2, 3), (1, 2), (0, 1), (1, 1)),  # non-square kernel, stride and map
+    ((2, 3, 7, 7), (4, 3, 3, 3), (1, 1), (2, 2), (2, 2)),  # dilated
+    ((5, 1, 3, 3), (2, 1, 1, 1), (1, 1), (0, 0), (1, 1)),  # one input channel, 1x1 kernel
+]
+
+
+def _autograd_weight_grad(x, w, g, stride, padding, dilation):
+    w = w.detach().requires_grad_()
+    F.conv2d(x, w, None, stride, padding, dilation).backward(g)
+    return w.grad
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_the_unfold_weight_gradient_is_torchs_in_the_weights_layout(geometry, channels_last) -> None:
+    xs, ws, stride, padding, dilation = geometry
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(xs, dtype=torch.float64).contiguous(memory_format=fmt)
+    w = torch.randn(ws, dtype=torch.float64).contiguous(memory_format=fmt)
+    g = torch.randn_like(F.conv2d(x, w, None, stride, padding, dilation))
+    grad = convgrad.weight_grad_by_unfold(x, g, w, stride, padding, dilation)
+    torch.testing.assert_close(grad, _autograd_weight_grad(x, w, g, stride, padding, dilation))
+    if ws[1] > 1:  # a one-channel weight's two layouts have the same strides up to size-1 dims
+        assert grad.stride() == w.stride()
+
+
+@pytest.fixture
+def fresh_choices(monkeypatch, tmp_path):
+    """An empty cache in a home of the test's own; `race` answers what the test says."""
+    monkeypatch.setenv("CIFARZOO_HOME", str(tmp_path))
+    monkeypatch.setattr(convgrad, "_choices", {})
+    answers: dict[str, float] = {"onednn": 2.0, "unfold": 1.0}
+    calls: list[int] = []
+
+    def race(steps):
+        calls.append(len(steps))
+        for step in steps.values():
+            step()  # both ways must run on the real tensors
+        return dict(answers)
+
+    monkeypatch.setattr("benchmark.fastpath.race", race)
+    return answers, calls
+
+
+def _net() -> nn.Sequential:
+    # maps: 8x8 (64 px: never raced), 2x2 and 1x1 (raced); the last conv has a bias
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=4, padding=1),
+                         nn.ReLU(), nn.Conv2d(8, 6, 3, stride=2, padding=1, bias=True), nn.Flatten(),
+                         nn.Linear(6, 10))
+
+
+def _grads(model, x, y):
+    model.zero_grad()
+    out = model(x)
+    F.cross_entropy(out, y).backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_wrapped_convolutions_give_torchs_gradients_and_are_restored(fresh_choices) -> None:
+    _, calls = fresh_choices
+    torch.manual_seed(0)
+    model = _net()
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([1, 2, 3, 4])
+    out, ref = _grads(model, x, y)
+    with convgrad.unfold_conv_grads(model) as wrapped:
+        out2, got = _grads(model, x, y)
+    assert wrapped.convs == 3
+    assert wrapped.unfolded == {"2", "4"}  # the 2x2 and 1x1 maps; the 8x8 one is not raced
+    assert len(calls) == 2  # one race per new shape
+    assert torch.equal(out, out2)  # the forward is torch's own convolution
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-6)
+    assert all("forward" not in m.__dict__ for m in model.modules())
+
+
+def test_a_shape_that_races_faster_in_onednn_keeps_onednn(fresh_choices) -> None:
+    answers, _ = fresh_choices
+    answers.update(onednn=1.0, unfold=2.0)
+    model = _net()
+    with convgrad.unfold_conv_grads(model) as wrapped:
+        _grads(model, torch.randn(2, 3, 8, 8), torch.tensor([0, 1]))
+    assert wrapped.unfolded == set()
+
+
+def test_choices_are_cached_for_the_machine_and_reused_without_racing(fresh_choices, monkeypatch) -> None:
+    _, calls = fresh_choices
+    model, x, y = _net(), torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
+    with convgrad.unfold_conv_grads(model):
+        _grads(model, x, y)
+    cached = json.loads(convgrad.cache_path().read_text())
+    assert len(cached) == 2 and all(v["unfold"] is True for v in cached.values())
+    monkeypatch.setattr(convgrad, "_choices", {})  # a new process: only the file remains
+    with convgrad.unfold_conv_grads(model) as wrapped:
+        _grads(model, x, y)
+    assert len(calls) == 2 and wrapped.unfolded == {"2", "4"}  # no new race
+
+
+def test_fit_records_unfolded_convolutions_in_fp32_only(fresh_choices) -> None:
+    from benchmark.loader import DeviceLoader
+    from benchmark.train import fit
+    from zoo.recipe import Recipe
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (32, 8, 8, 3), dtype=torch.uint8)
+    y = torch.randint(0, 10, (32,))
+    loader = DeviceLoader(x, y, batch_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, shuffle=True, input_size=8)
+    for precision, expected in (("fp32", 2), ("bf16", 0)):
+        recipe = Recipe(max_epochs=1, val_fraction=0.0, precision=precision, channels_last=False, input_size=8)
+        result = fit(_net(), recipe, loader, None)
+        assert result.fast_path["unfolded_conv_grads"] == expected
+        assert all("forward" not in m.__dict__ for m in result.model.modules())
