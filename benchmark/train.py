@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.cpumemory import keep_freed_memory
 from benchmark.convgrad import unfold_conv_grads
+from benchmark.cpumemory import keep_freed_memory
 from benchmark.dropout import fast_dropout
 from benchmark.fastpath import FastPath, autocast, choose
 from benchmark.optim import Muon
