@@ -8,15 +8,17 @@ as a matmul of the output gradient with the unfolded input (im2col: `F.unfold`, 
 cout x (batch * pixels) by (batch * pixels) x (cin * kh * kw)) took 9 ms. On large maps it is the other way
 round (tinyvgg's 128 -> 128 at 32 px: oneDNN 558 ms, unfold 1,819 ms), and between the two it depends on the
 channels as much as on the map (AVX2 host, batch 128 or 64: 4x4 maps with 128 channels favour oneDNN 1.4x,
-with 1,024 channels unfold 2.5x). So nothing is assumed: the first time a layer shape is seen, both ways are
-timed on its real tensors (best of a few repeats, `fastpath.race`) and the faster kept, in a cache under
-`$CIFARZOO_HOME/machine/` keyed like the precision probe's (CPU model and flags, torch version); a resumed
-run on the same machine therefore makes the same choice and stays bit-identical. Only maps of at most
-`MAX_PIXELS` output pixels are raced: on larger ones unfold never won and its im2col copy costs memory.
+with 1,024 channels unfold 2.5x). The rule, from timing both ways
+on every convolution shape of the zoo at its recipe's batch size (`tests/perf/perf_convgrad.py` prints that
+survey and whether the rule picks the faster way on the host it runs on): unfold for kernels larger than
+1x1 on output maps of at most 4 pixels, or of at most 16 with at least 4,096 inputs per output
+(cin * kh * kw); oneDNN everywhere else (on 1x1 kernels it was a coin toss, 0.3-1.9x). The rule is fixed,
+not raced at run time: a timed choice can flip between two processes on a near tie, and a run must give
+the same numbers wherever it runs (a Ray worker, a resumed process, the process of another seed).
 
 `unfold_conv_grads(model)` is a context manager for a training loop on the CPU in fp32: within it each
 plain `nn.Conv2d` (groups 1, zero padding given as numbers) runs its forward through `_Conv2dFn`: the same
-`F.conv2d` forward and input gradient as torch's, the weight gradient by whichever way won for its shape.
+`F.conv2d` forward and input gradient as torch's, the weight gradient by the rule's way for its shape.
 The weight gradients agree with oneDNN's to fp32 rounding (the sums are taken in another order), so a run
 with it is not bit-identical to a run without. Not used under bf16 autocast (not measured: the AVX2 hosts
 emulate bf16), on a GPU (cuDNN has its own algorithm search) or when compiled.
@@ -25,23 +27,25 @@ emulate bf16), on a GPU (cuDNN has its own algorithm search) or when compiled.
 from __future__ import annotations
 
 import functools
-import json
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-log = logging.getLogger(__name__)
+MAX_PIXELS = 16  # output pixels (h * w): on larger maps oneDNN won every shape surveyed
+MIN_INPUTS = 4096  # cin * kh * kw from which unfold won on 5-16 pixel maps (ResNet-12's 512 and 1,024 channels)
 
-MAX_PIXELS = 16  # output pixels (h * w) up to which the two ways are raced
 
-_choices: dict[str, dict[str, Any]] = {}  # this process's view of the cache: shape key -> figures and choice
+def unfold_wins(weight_shape: torch.Size | tuple[int, ...], out_pixels: int) -> bool:
+    """The rule (module docstring): True where a weight gradient goes by unfold on this CPU path."""
+    _, cin, kh, kw = weight_shape
+    if kh * kw == 1:
+        return False
+    return out_pixels <= 4 or (out_pixels <= MAX_PIXELS and cin * kh * kw >= MIN_INPUTS)
 
 
 def weight_grad_by_unfold(x: torch.Tensor, grad_out: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...],
@@ -68,7 +72,7 @@ def _onednn_grads(x: torch.Tensor, grad_out: torch.Tensor, weight: torch.Tensor,
 
 
 class _Conv2dFn(torch.autograd.Function):
-    """F.conv2d (groups 1) whose weight gradient takes the way chosen for its shape."""
+    """F.conv2d (groups 1) whose weight gradient takes the rule's way for its shape."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: tuple,
@@ -82,7 +86,7 @@ class _Conv2dFn(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple:
         x, weight = ctx.saved_tensors
         need_in, need_w, need_b = ctx.needs_input_grad[:3]
-        unfold = need_w and _unfold_wins(x, grad_out, weight, ctx.geometry)
+        unfold = need_w and unfold_wins(weight.shape, grad_out.shape[2] * grad_out.shape[3])
         grad_in, grad_w = _onednn_grads(x, grad_out, weight, ctx.geometry, (need_in, need_w and not unfold))
         if unfold:
             grad_w = weight_grad_by_unfold(x, grad_out, weight, *ctx.geometry)
@@ -90,61 +94,6 @@ class _Conv2dFn(torch.autograd.Function):
             unfolded.add(name)
         grad_b = grad_out.sum((0, 2, 3)) if ctx.has_bias and need_b else None
         return grad_in, grad_w, grad_b, None, None
-
-
-def _shape_key(x: torch.Tensor, weight: torch.Tensor, geometry: tuple) -> str:
-    layout = "cl" if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 else "nchw"
-    return json.dumps([list(x.shape), list(weight.shape), [list(g) for g in geometry], str(x.dtype), layout])
-
-
-def _unfold_wins(x: torch.Tensor, grad_out: torch.Tensor, weight: torch.Tensor, geometry: tuple) -> bool:
-    if grad_out.shape[2] * grad_out.shape[3] > MAX_PIXELS:
-        return False
-    key = _shape_key(x, weight, geometry)
-    if key not in _choices:
-        _load()
-    if key not in _choices:
-        _choices[key] = _race_shape(x, grad_out, weight, geometry)
-        _save()
-    return bool(_choices[key]["unfold"])
-
-
-def _race_shape(x: torch.Tensor, grad_out: torch.Tensor, weight: torch.Tensor, geometry: tuple) -> dict[str, Any]:
-    from benchmark.fastpath import race
-
-    ms = race({"onednn": lambda: _onednn_grads(x, grad_out, weight, geometry, (False, True)),
-                "unfold": lambda: weight_grad_by_unfold(x, grad_out, weight, *geometry)})
-    return {"onednn_ms": round(ms["onednn"], 3), "unfold_ms": round(ms["unfold"], 3),
-            "unfold": ms["unfold"] < ms["onednn"]}
-
-
-def cache_path() -> Path:
-    from benchmark.fastpath import cache_key
-    from zoo.weights import home
-
-    return home() / "machine" / f"convgrad-{cache_key('cpu')}.json"
-
-
-def _load() -> None:
-    path = cache_path()
-    try:
-        cached = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        log.warning("conv-gradient cache %s is unreadable; shapes are timed again", path)
-        cached = {}
-    if isinstance(cached, dict):
-        _choices.update({k: v for k, v in cached.items() if isinstance(v, dict) and "unfold" in v})
-
-
-def _save() -> None:
-    from zoo.files import write_atomic
-
-    path = cache_path()
-    try:
-        _load()  # another process may have added shapes since
-        write_atomic(path, json.dumps(_choices, indent=1, sort_keys=True) + "\n")
-    except Exception as err:  # an unwritable home only costs a race in the next process
-        log.warning("could not cache conv-gradient choices in %s: %s", path, err)
 
 
 def _eligible(module: nn.Module) -> bool:
@@ -155,7 +104,7 @@ def _eligible(module: nn.Module) -> bool:
 @dataclass
 class Wrapped:
     """What `unfold_conv_grads` did: how many convolutions it wrapped, and the names of those whose weight
-    gradient went by unfold (their shape raced faster that way)."""
+    gradient went by unfold."""
 
     convs: int = 0
     unfolded: set[str] = field(default_factory=set)

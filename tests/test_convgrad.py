@@ -1,13 +1,11 @@
-"""benchmark.convgrad: weight gradients by unfold + matmul where that races faster (small maps, CPU, fp32)."""
-
-import json
+"""benchmark.convgrad: weight gradients by unfold + matmul on the small maps where that is faster (CPU, fp32)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark import convgrad, fastpath
+from benchmark import convgrad
 
 GEOMETRIES = [  # x shape, weight shape, stride, padding, dilation
     ((4, 8, 1, 1), (16, 8, 3, 3), (1, 1), (1, 1), (1, 1)),  # ResNet-18's layer4 at 32 px
@@ -39,29 +37,20 @@ def test_the_unfold_weight_gradient_is_torchs_in_the_weights_layout(geometry, ch
         assert grad.stride() == w.stride()
 
 
-@pytest.fixture
-def fresh_choices(monkeypatch, tmp_path):
-    """An empty cache in a home of the test's own; `race` answers what the test says."""
-    monkeypatch.setenv("CIFARZOO_HOME", str(tmp_path))
-    monkeypatch.setattr(convgrad, "_choices", {})
-    answers: dict[str, float] = {"onednn": 2.0, "unfold": 1.0}
-    calls: list[int] = []
-    real_race = fastpath.race
-
-    def race(steps):
-        if set(steps) != set(answers):  # the precision probe's race
-            return real_race(steps)
-        calls.append(len(steps))
-        for step in steps.values():
-            step()  # both ways must run on the real tensors
-        return dict(answers)
-
-    monkeypatch.setattr(fastpath, "race", race)
-    return answers, calls
+@pytest.mark.parametrize(("weight", "pixels", "unfold"), [
+    ((512, 512, 3, 3), 1, True),  # ResNet-18's layer4 at 32 px: oneDNN 144 ms, unfold 9 ms
+    ((256, 256, 3, 3), 4, True),  # its layer3: 1.4x faster by unfold
+    ((128, 128, 3, 3), 16, False),  # its layer2: oneDNN 1.4x faster
+    ((1024, 1024, 3, 3), 16, True),  # ResNet-12's last stage: unfold 2.5x faster
+    ((512, 512, 3, 3), 64, False),  # larger maps: oneDNN
+    ((512, 256, 1, 1), 1, False),  # 1x1 kernels: a coin toss, left to oneDNN
+])
+def test_the_rule_takes_the_way_that_was_faster_for_the_surveyed_shapes(weight, pixels, unfold) -> None:
+    assert convgrad.unfold_wins(weight, pixels) is unfold
 
 
 def _net() -> nn.Sequential:
-    # maps: 8x8 (64 px: never raced), 2x2 and 1x1 (raced); the last conv has a bias
+    # maps: 8x8 (oneDNN), 2x2 and 1x1 (unfold); the last conv has a bias
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=4, padding=1),
                          nn.ReLU(), nn.Conv2d(8, 6, 3, stride=2, padding=1, bias=True), nn.Flatten(),
                          nn.Linear(6, 10))
@@ -74,8 +63,7 @@ def _grads(model, x, y):
     return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def test_wrapped_convolutions_give_torchs_gradients_and_are_restored(fresh_choices) -> None:
-    _, calls = fresh_choices
+def test_wrapped_convolutions_give_torchs_gradients_and_are_restored() -> None:
     torch.manual_seed(0)
     model = _net()
     x, y = torch.randn(4, 3, 8, 8), torch.tensor([1, 2, 3, 4])
@@ -83,37 +71,14 @@ def test_wrapped_convolutions_give_torchs_gradients_and_are_restored(fresh_choic
     with convgrad.unfold_conv_grads(model) as wrapped:
         out2, got = _grads(model, x, y)
     assert wrapped.convs == 3
-    assert wrapped.unfolded == {"2", "4"}  # the 2x2 and 1x1 maps; the 8x8 one is not raced
-    assert len(calls) == 2  # one race per new shape
+    assert wrapped.unfolded == {"2", "4"}  # the 2x2 and 1x1 maps, not the 8x8 one
     assert torch.equal(out, out2)  # the forward is torch's own convolution
     for name in ref:
         torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-6)
     assert all("forward" not in m.__dict__ for m in model.modules())
 
 
-def test_a_shape_that_races_faster_in_onednn_keeps_onednn(fresh_choices) -> None:
-    answers, _ = fresh_choices
-    answers.update(onednn=1.0, unfold=2.0)
-    model = _net()
-    with convgrad.unfold_conv_grads(model) as wrapped:
-        _grads(model, torch.randn(2, 3, 8, 8), torch.tensor([0, 1]))
-    assert wrapped.unfolded == set()
-
-
-def test_choices_are_cached_for_the_machine_and_reused_without_racing(fresh_choices, monkeypatch) -> None:
-    _, calls = fresh_choices
-    model, x, y = _net(), torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
-    with convgrad.unfold_conv_grads(model):
-        _grads(model, x, y)
-    cached = json.loads(convgrad.cache_path().read_text())
-    assert len(cached) == 2 and all(v["unfold"] is True for v in cached.values())
-    monkeypatch.setattr(convgrad, "_choices", {})  # a new process: only the file remains
-    with convgrad.unfold_conv_grads(model) as wrapped:
-        _grads(model, x, y)
-    assert len(calls) == 2 and wrapped.unfolded == {"2", "4"}  # no new race
-
-
-def test_fit_records_unfolded_convolutions_in_fp32_only(fresh_choices) -> None:
+def test_fit_records_unfolded_convolutions_in_fp32_only() -> None:
     from benchmark.loader import DeviceLoader
     from benchmark.train import fit
     from zoo.recipe import Recipe
@@ -129,17 +94,16 @@ def test_fit_records_unfolded_convolutions_in_fp32_only(fresh_choices) -> None:
         assert all("forward" not in m.__dict__ for m in result.model.modules())
 
 
-def test_a_killed_and_resumed_run_with_unfolded_gradients_matches_the_uninterrupted_one(fresh_choices,
-                                                                                      tmp_path) -> None:
+def test_a_killed_and_resumed_run_with_unfolded_gradients_matches_the_uninterrupted_one(tmp_path) -> None:
     from helpers import stop_after
     from test_train import RECIPE, loaders
 
     from benchmark.train import fit
 
     def net():
-        torch.manual_seed(0)  # maps 32x32 (not raced), 4x4 and 1x1 (unfold wins here)
-        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=8, padding=1),
-                             nn.ReLU(), nn.Conv2d(8, 8, 3, stride=4, padding=1), nn.Flatten(), nn.Linear(8, 3))
+        torch.manual_seed(0)  # maps 32x32 (oneDNN), 2x2 and 1x1 (unfold)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=16, padding=1),
+                             nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Flatten(), nn.Linear(8, 3))
 
     full = fit(net(), RECIPE, *loaders(), checkpoint=tmp_path / "a.ckpt")
     assert full.fast_path["unfolded_conv_grads"] == 2

@@ -1,0 +1,98 @@
+"""Convolution weight gradients, oneDNN vs unfold + GEMM, for every convolution shape of the zoo.
+
+    python tests/perf/perf_convgrad.py --threads 2 [--models resnet18-scratch resnet12-aug]
+
+For each zoo entry (one per architecture; fine-tunes at 64 px, as perf_train_speed trains them), every
+plain convolution (groups 1) at the recipe's batch size, channels_last, fp32: the best of 3 timings of
+torch's weight gradient (`aten.convolution_backward`, oneDNN) and of `benchmark.convgrad`'s unfold + GEMM,
+their ratio, the way `convgrad.unfold_wins` takes, and whether that is the faster one on this host (`ok`,
+or `MISS` with the time it costs). Each entry's line sums its step's weight-gradient time by oneDNN alone,
+by the rule and by the best of both. Not a CI test: a few minutes on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from perf_train_speed import MODELS, _network
+from perfkit import cpu_name
+from torch import nn
+
+import zoo
+from benchmark.convgrad import unfold_wins, weight_grad_by_unfold
+
+
+def best_ms(fn, repeats: int = 3) -> float:
+    fn()  # warm-up: kernel selection, allocation
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return 1000 * best
+
+
+def conv_shapes(name: str) -> tuple[int, list[tuple[nn.Conv2d, torch.Size, torch.Size]]]:
+    entry = zoo.get_entry(name)
+    model, seen = _network(entry), []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, o.shape)))
+             for m in model.modules() if type(m) is nn.Conv2d and m.groups == 1 and not isinstance(m.padding, str)]
+    size = min(entry.recipe.input_size, 64)
+    with torch.no_grad():
+        model.eval()(torch.randn(2, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return entry.recipe.batch_size, seen
+
+
+def time_both(conv: nn.Conv2d, batch: int, in_shape: torch.Size, out_shape: torch.Size) -> tuple[float, float]:
+    """Milliseconds of the weight gradient by oneDNN and by unfold + GEMM (channels_last, fp32)."""
+    cl, geometry = torch.channels_last, (conv.stride, conv.padding, conv.dilation)
+    x = torch.randn(batch, *in_shape[1:]).contiguous(memory_format=cl)
+    w = conv.weight.detach().contiguous(memory_format=cl)
+    g = torch.randn(batch, *out_shape[1:]).contiguous(memory_format=cl)
+    onednn = best_ms(lambda: torch.ops.aten.convolution_backward(
+        g, x, w, None, *geometry, False, (0, 0), 1, (False, True, False)))
+    return onednn, best_ms(lambda: weight_grad_by_unfold(x, g, w, *geometry))
+
+
+def survey(name: str, cache: dict) -> None:
+    batch, shapes = conv_shapes(name)
+    total = {"onednn": 0.0, "rule": 0.0, "best": 0.0}
+    for conv, in_shape, out_shape in shapes:
+        geometry = (conv.stride, conv.padding, conv.dilation)
+        key = (batch, tuple(conv.weight.shape), tuple(in_shape[1:]), geometry)
+        if key not in cache:
+            onednn, unfold = time_both(conv, batch, in_shape, out_shape)
+            rule = unfold_wins(conv.weight.shape, out_shape[2] * out_shape[3])
+            cache[key] = (onednn, unfold, rule)
+            verdict = "ok" if rule == (unfold < onednn) else f"MISS ({abs(unfold - onednn):.1f} ms)"
+            print(f"  {name:<20} B{batch:<4} {conv.in_channels:>4}->{conv.out_channels:<4} k{conv.kernel_size[0]}"
+                  f"x{conv.kernel_size[1]} s{conv.stride[0]} {out_shape[2]}x{out_shape[3]} px: oneDNN {onednn:7.2f} ms,"
+                  f" unfold {unfold:7.2f} ms ({onednn / unfold:5.2f}x)  rule: {'unfold' if rule else 'oneDNN':<6} "
+                  f"{verdict}", flush=True)
+        onednn, unfold, rule = cache[key]
+        total["onednn"] += onednn
+        total["rule"] += unfold if rule else onednn
+        total["best"] += min(onednn, unfold)
+    print(f"{name}: weight gradients per step {total['onednn']:.1f} ms by oneDNN, {total['rule']:.1f} ms by the rule,"
+          f" {total['best']:.1f} ms by the best of both", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=[m for m, _, _ in MODELS])
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"machine: {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, channels_last")
+    cache: dict = {}
+    for name in args.models:
+        survey(name, cache)
+
+
+if __name__ == "__main__":
+    main()
