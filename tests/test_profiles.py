@@ -17,7 +17,7 @@ def test_full_profile_runs_the_recipe_unchanged():
 
 
 def test_capped_epochs_shrink_the_warmup_with_the_schedule():
-    recipe = zoo.get_entry("airnet-fast").recipe  # 11 epochs, 2.5 of them warm-up
+    recipe = Recipe(max_epochs=11, scheduler="onecycle", warmup_epochs=2.5)
     quick = get_profile("quick").apply(recipe)
     assert quick.max_epochs == 2
     assert quick.warmup_epochs == pytest.approx(2.5 * 2 / 11)
