@@ -1,9 +1,10 @@
 """Convolution weight gradients, oneDNN vs unfold + GEMM, for every convolution shape of the zoo.
 
-    python tests/perf/perf_convgrad.py --threads 2 [--models resnet18-scratch resnet12-aug]
+    python tests/perf/perf_convgrad.py --threads 2 [--models resnet18-scratch resnet12-aug] [--dtype bfloat16]
 
 For each zoo entry (one per architecture; fine-tunes at 64 px, as perf_train_speed trains them), every
-plain convolution (groups 1) at the recipe's batch size, channels_last, fp32: the best of 3 timings of
+plain convolution (groups 1) at the recipe's batch size, channels_last, fp32 (or `--dtype bfloat16`, the
+tensors autocast would hand the kernels on a bf16 host): the best of 3 timings of
 torch's weight gradient (`aten.convolution_backward`, oneDNN) and of `benchmark.convgrad`'s unfold + GEMM,
 their ratio, the way `convgrad.unfold_wins` takes, and whether that is the faster one on this host (`ok`,
 or `MISS` with the time it costs). Each entry's line sums its step's weight-gradient time by oneDNN alone,
@@ -47,25 +48,26 @@ def conv_shapes(name: str) -> tuple[int, list[tuple[nn.Conv2d, torch.Size, torch
     return entry.recipe.batch_size, seen
 
 
-def time_both(conv: nn.Conv2d, batch: int, in_shape: torch.Size, out_shape: torch.Size) -> tuple[float, float]:
-    """Milliseconds of the weight gradient by oneDNN and by unfold + GEMM (channels_last, fp32)."""
+def time_both(conv: nn.Conv2d, batch: int, in_shape: torch.Size, out_shape: torch.Size,
+              dtype: torch.dtype) -> tuple[float, float]:
+    """Milliseconds of the weight gradient by oneDNN and by unfold + GEMM (channels_last, `dtype`)."""
     cl, geometry = torch.channels_last, (conv.stride, conv.padding, conv.dilation)
-    x = torch.randn(batch, *in_shape[1:]).contiguous(memory_format=cl)
-    w = conv.weight.detach().contiguous(memory_format=cl)
-    g = torch.randn(batch, *out_shape[1:]).contiguous(memory_format=cl)
+    x = torch.randn(batch, *in_shape[1:], dtype=dtype).contiguous(memory_format=cl)
+    w = conv.weight.detach().to(dtype).contiguous(memory_format=cl)
+    g = torch.randn(batch, *out_shape[1:], dtype=dtype).contiguous(memory_format=cl)
     onednn = best_ms(lambda: torch.ops.aten.convolution_backward(
         g, x, w, None, *geometry, False, (0, 0), 1, (False, True, False)))
     return onednn, best_ms(lambda: weight_grad_by_unfold(x, g, w, *geometry))
 
 
-def survey(name: str, cache: dict) -> None:
+def survey(name: str, cache: dict, dtype: torch.dtype) -> None:
     batch, shapes = conv_shapes(name)
     total = {"onednn": 0.0, "rule": 0.0, "best": 0.0}
     for conv, in_shape, out_shape in shapes:
         geometry = (conv.stride, conv.padding, conv.dilation)
         key = (batch, tuple(conv.weight.shape), tuple(in_shape[1:]), geometry)
         if key not in cache:
-            onednn, unfold = time_both(conv, batch, in_shape, out_shape)
+            onednn, unfold = time_both(conv, batch, in_shape, out_shape, dtype)
             rule = unfold_wins(conv.weight.shape, out_shape[2] * out_shape[3])
             cache[key] = (onednn, unfold, rule)
             verdict = "ok" if rule == (unfold < onednn) else f"MISS ({abs(unfold - onednn):.1f} ms)"
@@ -85,13 +87,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=[m for m, _, _ in MODELS])
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"machine: {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, channels_last")
+    print(f"machine: {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, "
+          "channels_last")
     cache: dict = {}
     for name in args.models:
-        survey(name, cache)
+        survey(name, cache, getattr(torch, args.dtype))
 
 
 if __name__ == "__main__":
