@@ -349,7 +349,7 @@ def fit(
     eager_cpu = device.type == "cpu" and not recipe.compile
     with contextlib.ExitStack() as swaps:
         state.fast_dropout = eager_cpu and swaps.enter_context(fast_dropout(model)) > 0
-        convs = swaps.enter_context(unfold_conv_grads(model)) if eager_cpu and recipe.precision == "fp32" else None
+        convs = swaps.enter_context(unfold_conv_grads(model)) if eager_cpu else None
         while state.epoch < recipe.max_epochs and not state.stop_reason:
             state.epoch += 1
             row = train_epoch(state, step_model, train, criterion, recipe, device)

@@ -1,4 +1,5 @@
-"""benchmark.convgrad: weight gradients by unfold + matmul on the small maps where that is faster (CPU, fp32)."""
+"""benchmark.convgrad: weight gradients by unfold + matmul on the small maps where that is faster (CPU, fp32
+and bf16 autocast)."""
 
 import pytest
 import torch
@@ -78,7 +79,31 @@ def test_wrapped_convolutions_give_torchs_gradients_and_are_restored() -> None:
     assert all("forward" not in m.__dict__ for m in model.modules())
 
 
-def test_fit_records_unfolded_convolutions_in_fp32_only() -> None:
+def _autocast_grads(model, x, y):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return _grads(model, x, y)
+
+
+def test_under_bf16_autocast_oneDNN_layers_are_bit_identical_and_unfolded_ones_close(monkeypatch) -> None:
+    torch.manual_seed(0)
+    model = _net()
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([1, 2, 3, 4])
+    out, ref = _autocast_grads(model, x, y)
+    with convgrad.unfold_conv_grads(model) as wrapped:
+        out2, got = _autocast_grads(model, x, y)
+    assert wrapped.unfolded == {"2", "4"} and out2.dtype == torch.bfloat16
+    assert torch.equal(out, out2)  # the forward is autocast's own bf16 convolution
+    assert all(got[n].dtype == torch.float32 for n in got)  # the fp32 parameters get fp32 gradients
+    assert torch.equal(got["0.weight"], ref["0.weight"])  # the 8x8 layer stays oneDNN's
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=2e-2, atol=2e-2)  # bf16: 8 bits of mantissa
+    monkeypatch.setattr(convgrad, "unfold_wins", lambda *_: False)  # every layer to oneDNN: autocast exactly
+    with convgrad.unfold_conv_grads(model):
+        _, same = _autocast_grads(model, x, y)
+    assert all(torch.equal(same[n], ref[n]) for n in ref)
+
+
+def test_fit_records_unfolded_convolutions_in_either_precision() -> None:
     from benchmark.loader import DeviceLoader
     from benchmark.train import fit
     from zoo.recipe import Recipe
@@ -87,7 +112,7 @@ def test_fit_records_unfolded_convolutions_in_fp32_only() -> None:
     x = torch.randint(0, 256, (32, 8, 8, 3), dtype=torch.uint8)
     y = torch.randint(0, 10, (32,))
     loader = DeviceLoader(x, y, batch_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, shuffle=True, input_size=8)
-    for precision, expected in (("fp32", 2), ("bf16", 0)):
+    for precision, expected in (("fp32", 2), ("bf16", 2)):
         recipe = Recipe(max_epochs=1, val_fraction=0.0, precision=precision, channels_last=False, input_size=8)
         result = fit(_net(), recipe, loader, None)
         assert result.fast_path["unfolded_conv_grads"] == expected
