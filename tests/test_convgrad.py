@@ -64,13 +64,20 @@ def _grads(model, x, y):
     return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def test_wrapped_convolutions_give_torchs_gradients_and_are_restored() -> None:
+def _unwrapped_then_wrapped(grads=_grads) -> tuple:
+    """One net's outputs and gradients plain, then within unfold_conv_grads: (model, batch, out, ref, out2, got,
+    wrapped)."""
     torch.manual_seed(0)
     model = _net()
     x, y = torch.randn(4, 3, 8, 8), torch.tensor([1, 2, 3, 4])
-    out, ref = _grads(model, x, y)
+    out, ref = grads(model, x, y)
     with convgrad.unfold_conv_grads(model) as wrapped:
-        out2, got = _grads(model, x, y)
+        out2, got = grads(model, x, y)
+    return model, (x, y), out, ref, out2, got, wrapped
+
+
+def test_wrapped_convolutions_give_torchs_gradients_and_are_restored() -> None:
+    model, _, out, ref, out2, got, wrapped = _unwrapped_then_wrapped()
     assert wrapped.convs == 3
     assert wrapped.unfolded == {"2", "4"}  # the 2x2 and 1x1 maps, not the 8x8 one
     assert torch.equal(out, out2)  # the forward is torch's own convolution
@@ -85,12 +92,7 @@ def _autocast_grads(model, x, y):
 
 
 def test_under_bf16_autocast_oneDNN_layers_are_bit_identical_and_unfolded_ones_close(monkeypatch) -> None:
-    torch.manual_seed(0)
-    model = _net()
-    x, y = torch.randn(4, 3, 8, 8), torch.tensor([1, 2, 3, 4])
-    out, ref = _autocast_grads(model, x, y)
-    with convgrad.unfold_conv_grads(model) as wrapped:
-        out2, got = _autocast_grads(model, x, y)
+    model, batch, out, ref, out2, got, wrapped = _unwrapped_then_wrapped(_autocast_grads)
     assert wrapped.unfolded == {"2", "4"} and out2.dtype == torch.bfloat16
     assert torch.equal(out, out2)  # the forward is autocast's own bf16 convolution
     assert all(got[n].dtype == torch.float32 for n in got)  # the fp32 parameters get fp32 gradients
@@ -99,7 +101,7 @@ def test_under_bf16_autocast_oneDNN_layers_are_bit_identical_and_unfolded_ones_c
         torch.testing.assert_close(got[name], ref[name], rtol=2e-2, atol=2e-2)  # bf16: 8 bits of mantissa
     monkeypatch.setattr(convgrad, "unfold_wins", lambda *_: False)  # every layer to oneDNN: autocast exactly
     with convgrad.unfold_conv_grads(model):
-        _, same = _autocast_grads(model, x, y)
+        _, same = _autocast_grads(model, *batch)
     assert all(torch.equal(same[n], ref[n]) for n in ref)
 
 
