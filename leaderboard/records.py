@@ -106,6 +106,7 @@ def _read_all(results: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Path]
             log.warning(f"record {name} names traceback file {tb}, which is not beside it.")
         records[run_id], paths[run_id] = record, path
     _drop_superseded(records, paths, results)
+    _drop_older_configurations(records, paths, results)
     return records, paths
 
 
@@ -116,7 +117,7 @@ def _drop_superseded(records: dict[str, dict[str, Any]], paths: dict[str, Path],
     for run_id, r in sorted(records.items(), key=lambda item: (str(item[1]["finished_at"]), item[0])):
         if r["sweep"]:
             continue  # trials share entry, profile and seed by design
-        key = (dig(r, "entry", "name"), r["profile"], dig(r, "data", "fingerprint"), r["seed"])
+        key = (*_group(r), r["seed"])
         if key in newest:
             old = newest[key]
             log.warning(f"records {paths[old].relative_to(results).as_posix()} and "
@@ -124,6 +125,37 @@ def _drop_superseded(records: dict[str, dict[str, Any]], paths: dict[str, Path],
                             f"{key[0]} ({key[1]}); kept the newer, {paths[run_id].relative_to(results).as_posix()}.")
             del records[old], paths[old]
         newest[key] = run_id
+
+
+def _drop_older_configurations(records: dict[str, dict[str, Any]], paths: dict[str, Path],
+                               results: Path) -> None:
+    """Within one (entry, profile, data), keep only the runs of the newest run's configuration (network and
+    recipe). When an entry changes and only some seeds are rerun, the rest ran something else: pooling them
+    would give the new entry a mean it never earned."""
+    newest: dict[tuple[Any, ...], str] = {}  # group -> configuration of its newest run
+    ordered = sorted(records.items(), key=lambda item: (str(item[1]["finished_at"]), item[0]), reverse=True)
+    for _, r in ordered:
+        if not r["sweep"]:
+            newest.setdefault(_group(r), _configuration(r))
+    stale = [run_id for run_id, r in ordered if not r["sweep"] and _configuration(r) != newest[_group(r)]]
+    for run_id in sorted(stale, key=lambda k: paths[k]):
+        r = records[run_id]
+        log.warning(f"record {paths[run_id].relative_to(results).as_posix()} (seed {r['seed']} of "
+                    f"{_group(r)[0]}, {r['profile']}) ran an older network or recipe than the newest run of that "
+                    "entry; left out of the tables.")
+        del records[run_id], paths[run_id]
+
+
+def _group(record: dict[str, Any]) -> tuple[Any, ...]:
+    return dig(record, "entry", "name"), record["profile"], dig(record, "data", "fingerprint")
+
+
+def _configuration(record: dict[str, Any]) -> str:
+    """What was trained, apart from the seed: the network, its arguments, the starting weights and the recipe
+    that ran (the profile applied)."""
+    entry = record.get("entry") or {}
+    return json.dumps([entry.get("architecture"), entry.get("arch_kwargs"), entry.get("pretrained"),
+                       record.get("recipe")], sort_keys=True, default=str)
 
 
 def _read_record(path: Path, name: str) -> dict[str, Any] | None:

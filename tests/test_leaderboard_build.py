@@ -281,6 +281,27 @@ def test_an_older_record_of_the_same_seed_is_superseded(tmp_path):
     assert leaderboard_table(gathered.runs)["acc_mean"].tolist() == [0.70]
 
 
+def test_seeds_of_an_older_recipe_are_not_pooled_with_the_new_one(tmp_path):
+    # three seeds at 4 epochs, then the entry changed to 8 epochs and only seed 0 was rerun
+    old = [make_record("tinyvgg-norm", seed=s, accuracy=0.60 + s / 100, finished_at=f"2025-01-0{s + 1}T10:00:00Z",
+                       run_id=f"tinyvgg-norm--quick--s{s}--aaaaaaaa") for s in range(3)]
+    new = make_record("tinyvgg-norm", seed=0, accuracy=0.75, finished_at="2025-02-01T10:00:00Z",
+                      run_id="tinyvgg-norm--quick--s0--bbbbbbbb", recipe={"max_epochs": 8})
+    other = make_record("vit-norm", seed=1, accuracy=0.5)  # another entry's seeds are untouched
+    for r in [*old, new, other]:
+        write_record(tmp_path, r)
+    warnings: list[str] = []
+    gathered = gather(tmp_path, warn=warnings.append)
+    assert sorted(gathered.records) == sorted([new["run_id"], other["run_id"]])
+    assert warnings[0].startswith(f"records {old[0]['run_id']}.json and {new['run_id']}.json are both seed 0")
+    assert warnings[1:] == [f"record {r['run_id']}.json (seed {r['seed']} of tinyvgg-norm, quick) ran an older "
+                            "network or recipe than the newest run of that entry; left out of the tables."
+                            for r in old[1:]]
+    table = leaderboard_table(gathered.runs).set_index("entry")
+    assert table.loc["tinyvgg-norm", "acc_mean"] == 0.75 and table.loc["tinyvgg-norm", "seeds"] == 1
+    assert table.loc["vit-norm", "acc_mean"] == 0.5
+
+
 def test_strict_fails_before_touching_the_output(tmp_path):
     _bad_results(tmp_path / "results")
     with pytest.raises(StrictBuildError) as err:
