@@ -46,13 +46,14 @@ from benchmark.splits import channel_stats, stratified_subset
 from benchmark.train import fit
 
 # entry (one per architecture), images per timed epoch, training images of the accuracy check (ResNet-12 at
-# hidden 128 needs ~9 GFLOP per training image, 20x TinyVGG: fewer images, or it alone would take an hour)
+# hidden 128 needs ~9 GFLOP per training image, 20x TinyVGG: fewer images, or it alone would take an hour;
+# airnet-fast's batch is 2,000: 8,000 images make four steps an epoch, not one; efficientnetv2-s 512, four at 128)
 MODELS = [("tinyvgg-aug", 2048, 5000), ("resnet12-aug", 384, 640), ("vit-aug", 2048, 5000),
           ("mixer-aug", 4096, 5000), ("cnn004-relu", 4096, 5000), ("gru-aug", 2048, 5000),
           ("cnn3-basic", 4096, 5000), ("mlp-s-norm", 8192, 5000), ("mlp-l-norm", 8192, 5000),
           ("vit-tiny-norm", 2048, 5000), ("cnn002-aug", 4096, 5000), ("vit002-norm", 512, 2000),
-          ("resnet18-scratch", 2048, 5000), ("net003-norm", 1024, 5000), ("airnet-fast", 2048, 5000),
-          ("mobilenetv3-small-ft", 256, 1000), ("efficientnetv2-s-ft", 128, 500)]
+          ("resnet18-scratch", 2048, 5000), ("net003-norm", 1024, 5000), ("airnet-fast", 8000, 5000),
+          ("mobilenetv3-small-ft", 256, 1000), ("efficientnetv2-s-ft", 512, 500)]
 CONVOLUTIONAL = {"tinyvgg-aug", "resnet12-aug", "cnn004-relu", "cnn3-basic", "cnn002-aug", "resnet18-scratch",
                  "net003-norm", "airnet-fast", "mobilenetv3-small-ft", "efficientnetv2-s-ft"}
 
