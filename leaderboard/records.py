@@ -114,7 +114,7 @@ def _drop_superseded(records: dict[str, dict[str, Any]], paths: dict[str, Path],
     """Keep one record per (entry, profile, data, seed): the newest. Two can exist when the entry's recipe
     changed between runs (a new run id); averaging both as if they were seeds would be wrong."""
     newest: dict[tuple[Any, ...], str] = {}
-    for run_id, r in sorted(records.items(), key=lambda item: (str(item[1]["finished_at"]), item[0])):
+    for run_id, r in _oldest_first(records):
         if r["sweep"]:
             continue  # trials share entry, profile and seed by design
         key = (*_group(r), r["seed"])
@@ -133,7 +133,7 @@ def _drop_older_configurations(records: dict[str, dict[str, Any]], paths: dict[s
     recipe). When an entry changes and only some seeds are rerun, the rest ran something else: pooling them
     would give the new entry a mean it never earned."""
     newest: dict[tuple[Any, ...], str] = {}  # group -> configuration of its newest run
-    ordered = sorted(records.items(), key=lambda item: (str(item[1]["finished_at"]), item[0]), reverse=True)
+    ordered = _oldest_first(records)[::-1]
     for _, r in ordered:
         if not r["sweep"]:
             newest.setdefault(_group(r), _configuration(r))
@@ -144,6 +144,11 @@ def _drop_older_configurations(records: dict[str, dict[str, Any]], paths: dict[s
                     f"{_group(r)[0]}, {r['profile']}) ran an older network or recipe than the newest run of that "
                     "entry; left out of the tables.")
         del records[run_id], paths[run_id]
+
+
+def _oldest_first(records: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(run_id, record) by finish time; the run id breaks ties, so the order never depends on the files'."""
+    return sorted(records.items(), key=lambda item: (str(item[1]["finished_at"]), item[0]))
 
 
 def _group(record: dict[str, Any]) -> tuple[Any, ...]:
