@@ -44,6 +44,21 @@ def cpu_name() -> str:
     return f"{cpu_model()} ({os.cpu_count()} cores)"
 
 
+def host_line() -> str:
+    """One line naming the host a measurement comes from, as the perf files and README rows do: model, family
+    and model numbers (one name, 'AMD EPYC', covers generations of very different speed), cores, and the SIMD
+    level with whether bf16 is native, e.g. 'AMD EPYC (family 25 model 1), 2 cores, AVX2, bf16 emulated'."""
+    info, flags = _cpuinfo(), set(cpu_flags())
+    generation = (f" (family {info['cpu family']} model {info['model']})"
+                  if "cpu family" in info and "model" in info else "")
+    line = f"{cpu_model()}{generation}, {os.cpu_count()} cores"
+    if "sse2" not in flags:  # not x86 (or no /proc/cpuinfo): its flags name other things
+        return line
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    bf16 = "bf16 native" if flags & {"avx512_bf16", "amx_bf16"} else "bf16 emulated"
+    return f"{line}, {simd}, {bf16}"
+
+
 def cpu_flags() -> tuple[str, ...]:
     """All CPU flags, sorted (empty where /proc/cpuinfo is not readable)."""
     return tuple(sorted(set(_cpuinfo().get("flags", "").split())))

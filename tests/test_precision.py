@@ -61,6 +61,19 @@ def test_cache_key_follows_cpu_flags_and_torch_version(home, monkeypatch):
     assert fastpath.cache_key() != key
 
 
+@pytest.mark.parametrize("flags, says", [("sse2 avx2 fma", "AVX2, bf16 emulated"),
+                                         ("sse2 avx2 avx512f avx512_bf16", "AVX-512, bf16 native"),
+                                         ("sse2 avx2 avx512f amx_tile amx_bf16", "AVX-512, bf16 native"),
+                                         ("sse2 avx2 avx512f", "AVX-512, bf16 emulated"),
+                                         ("fp asimd bf16", None)])  # an ARM CPU's flags name other things
+def test_the_host_line_says_whether_bf16_is_native(monkeypatch, flags, says):
+    info = {"model name": "Some CPU", "cpu family": "25", "model": "1", "flags": flags}
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: info)
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    head = "Some CPU (family 25 model 1), 2 cores"
+    assert machine.host_line() == (f"{head}, {says}" if says else head)
+
+
 def test_a_corrupt_cache_is_measured_again(home, monkeypatch):
     path = fastpath.cache_path()
     path.parent.mkdir(parents=True)

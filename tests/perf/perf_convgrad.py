@@ -18,7 +18,7 @@ import time
 
 import torch
 from perf_train_speed import MODELS, _network
-from perfkit import cpu_name
+from perfkit import host
 from torch import nn
 
 import zoo
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"machine: {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, "
+    print(f"machine: {host()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, "
           "channels_last")
     cache: dict = {}
     for name in args.models:

@@ -12,6 +12,11 @@ In the same run it trains airbench94's own recipe (widths 64/256/256, 9.9 epochs
 single-script loop (`--reference-seeds`, default seed 0; none skips it) and prints both side by side: the
 flagship's mean wall clock as a fraction of the reference's (target <= 0.8x) and both accuracies (target: the
 flagship >= 90.7 % and >= the reference).
+
+`--append` adds the new seeds to those already in the `--json` file (same entry, recipe, machine and
+threads, else it stops before training), so three seeds can be run in sittings on a slow host:
+
+    python tests/perf/perf_flagship.py --seeds 1 2 --reference-seeds --json F --append
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import time
 
 import torch
 from perf_reference import AIRBENCH94_EPOCHS, train_reference
-from perfkit import accuracy, cpu_name, write_json
+from perfkit import accuracy, host, peak_gflops, write_json
 
 import zoo
 from benchmark.augment import get_policy
@@ -83,7 +88,24 @@ def side_by_side(runs: list[dict], reference: list[dict]) -> None:
           f"{'meets' if acc >= max(0.907, ref_acc) else 'misses'}")
 
 
-def main() -> None:
+def earlier_runs(path: str | None, header: dict) -> tuple[list[dict], list[dict]]:
+    """The reference and flagship runs already in `path`, checked to be of the same configuration as
+    `header` (what the file's other fields would be now), so that one mean never mixes two setups."""
+    if path is None:
+        raise SystemExit("--append needs --json: the file whose runs the new seeds join.")
+    try:
+        with open(path) as f:
+            earlier = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise SystemExit(f"--append: cannot read {path} ({err}).") from None
+    differs = [k for k, v in header.items() if json.loads(json.dumps(v)) != earlier.get(k)]
+    if differs:
+        raise SystemExit(f"--append: {path} was measured with a different {', '.join(differs)}; "
+                         "write these seeds to a new file instead.")
+    return earlier.get("reference", []), earlier.get("runs", [])
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("CIFARZOO_DATA", "../shared/datasets/cifar10-jpeg.zip"))
     parser.add_argument("--entry", default="airnet-fast")
@@ -95,9 +117,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", default=None, help="also write the runs and the curve to this JSON file")
+    parser.add_argument("--append", action="store_true",
+                        help="add the new seeds to the runs already in --json (same configuration and machine)")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                         help='recipe or architecture overrides, e.g. max_epochs=10 widths=[48,128,128]')
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -116,21 +144,39 @@ def main() -> None:
     print(f"{entry.name}: {entry.arch_kwargs}, {recipe.max_epochs} epochs, batch {recipe.batch_size}, "
           f"{recipe.precision}, channels_last={recipe.channels_last}, compile={recipe.compile}, tta={recipe.tta}")
     print(f"data: {data.description}")
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cpus, "
+    print(f"machine: {host()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
-    reference = []
+    header = {"kind": "flagship", "entry": entry.name, "arch_kwargs": arch, "recipe": recipe.to_dict(),
+              "data": data.description, "machine": host(),
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device}
+    reference, runs = earlier_runs(args.json, header) if args.append else ([], [])
+    for kind, done, seeds in (("reference", reference, args.reference_seeds), (entry.name, runs, args.seeds)):
+        if taken := sorted({r["seed"] for r in done} & set(seeds)):
+            raise SystemExit(f"--append: {args.json} already has seed(s) {taken} of {kind}.")
+
+    # every run carries its sitting (this process) and what the host could do then: one model name covers VMs,
+    # and one VM over a day, up to a seventh apart, so only runs of the reference's own sitting are timed
+    # against it (leaderboard.perf.timed_beside); the others count for accuracy
+    sitting = {"sitting": time.strftime("%Y-%m-%dT%H:%M:%S"), "peak_gflops_fp32": round(peak_gflops("fp32"), 1)}
+    print(f"this sitting: {sitting}")
+
+    def save() -> None:  # after every run: a long sitting that dies keeps the seeds it finished
+        if args.json:
+            write_json(args.json, {**header, "reference": reference, "runs": runs})
+
     for seed in args.reference_seeds:
-        reference.append(train_reference(data, seed, AIRBENCH94_EPOCHS, curve=not args.no_curve))
+        reference.append({**train_reference(data, seed, AIRBENCH94_EPOCHS, curve=not args.no_curve), **sitting})
         print(f"reference seed {seed} (airbench94's recipe, the single-script loop, {reference[-1]['precision']}): "
               f"test accuracy {reference[-1]['acc']:.4f} in {reference[-1]['wall_s']:.1f} s wall", flush=True)
-    runs = []
+        save()
     for seed in args.seeds:
         load_before = os.getloadavg()[0]
-        runs.append(run_once(data, entry, recipe, seed, args.device, not args.no_curve))
+        runs.append({**run_once(data, entry, recipe, seed, args.device, not args.no_curve), **sitting})
         r = runs[-1]
         r["load_before"], r["load_after"] = load_before, os.getloadavg()[0]
         print(f"seed {seed}: test accuracy {r['acc']:.4f} in {r['wall_s']:.1f} s wall "
               f"(train {r['train_s']:.1f} s), load {os.getloadavg()[0]:.2f}", flush=True)
+        save()
     accs, walls = [r["acc"] for r in runs], [r["wall_s"] for r in runs]
     sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
     print(f"\nmean over {len(runs)} seeds: test accuracy {statistics.mean(accs):.4f} +- {sd:.4f}, "
@@ -143,11 +189,6 @@ def main() -> None:
             print(f"  {runs[0]['curve'][i][0]:2d}  {sec:7.1f}  {acc:.4f}")
     if reference:
         side_by_side(runs, reference)
-    if args.json:
-        write_json(args.json, {"kind": "flagship", "reference": reference, "entry": entry.name, "arch_kwargs": arch,
-                               "recipe": recipe.to_dict(), "data": data.description,
-                               "machine": f"{cpu_name()}, {os.cpu_count()} cores", "torch": torch.__version__,
-                               "threads": torch.get_num_threads(), "device": args.device, "runs": runs})
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import onnxruntime
 import torch
-from perfkit import cpu_name, write_json
+from perfkit import host, write_json
 
 import zoo
 from benchmark.modelstats import count_params, flops_per_image
@@ -42,7 +42,7 @@ def entry_input_size(architecture: str) -> int:
 
 
 def machine_line(threads: int, budget: str) -> str:
-    return (f"{cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
+    return (f"{host()}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
             f"{threads} threads; budget {budget}; ORT spinning '{SPINNING}'")
 
 
@@ -127,7 +127,7 @@ def main() -> None:
     rows = table(names, args.threads, BUDGETS[args.budget], args.entry_size)
     print(f"\nafter: {load()}; {time.perf_counter() - start:.0f} s")
     if args.json:
-        write_json(args.json, {"kind": "inference", "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+        write_json(args.json, {"kind": "inference", "machine": host(),
                                "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                                "threads": args.threads, "budget": args.budget, "spinning": SPINNING,
                                "seconds": time.perf_counter() - start, "rows": rows})

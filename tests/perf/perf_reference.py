@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from perfkit import accuracy, cpu_name, write_json
+from perfkit import accuracy, host, write_json
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -250,7 +250,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.data)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
+    print(f"machine: {host()}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, load {os.getloadavg()[0]:.2f}; data: {data.description}")
     if args.profile:
         profile(data, args.images)
@@ -260,7 +260,7 @@ def main() -> None:
           f"{' + channels_last' if row['channels_last'] else ''}: reference loop {row['reference_images_per_s']:.1f} "
           f"img/s, cifarzoo {row['cifarzoo_images_per_s']:.1f} img/s: {row['ratio']:.2f}x")
     if args.json:
-        write_json(args.json, {"kind": "reference", "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+        write_json(args.json, {"kind": "reference", "machine": host(),
                                "torch": torch.__version__, "load_end": os.getloadavg()[0], **row})
 
 

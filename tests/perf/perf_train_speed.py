@@ -35,7 +35,7 @@ import statistics
 import time
 
 import torch
-from perfkit import PilDataset, accuracy, cpu_name, peak_gflops, train_flops_per_image, write_json
+from perfkit import PilDataset, accuracy, host, peak_gflops, train_flops_per_image, write_json
 from torch import nn
 
 import zoo
@@ -231,9 +231,9 @@ def main() -> None:
     data = load_dataset(args.data)
     mean, std = channel_stats(data.x_train)
     print(f"data: {data.description}")
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
+    print(f"machine: {host()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}\n")
-    result = {"kind": "train_speed", "data": data.description, "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+    result = {"kind": "train_speed", "data": data.description, "machine": host(),
               "torch": torch.__version__, "speed": [], "accuracy": []}
     if args.json and os.path.exists(args.json):
         with open(args.json) as f:

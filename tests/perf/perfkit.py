@@ -10,11 +10,12 @@ from typing import Any
 import torch
 
 
-def cpu_name() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it (falls back to the architecture)."""
-    from benchmark.machine import cpu_model
+def host() -> str:
+    """The host line every perf script prints and writes: CPU model, family/model, cores, SIMD level and
+    whether bf16 is native (benchmark.machine.host_line)."""
+    from benchmark.machine import host_line
 
-    return cpu_model()
+    return host_line()
 
 
 class PilDataset(torch.utils.data.Dataset):
