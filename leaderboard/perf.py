@@ -1,13 +1,17 @@
 """The Performance page: what the scripts in tests/perf measured, read from `RESULTS/perf/*.json`.
 
 Each script writes one file with `--json` (`flagship.json` from perf_flagship.py, `train_speed.json` from
-perf_train_speed.py, `inference.json` from perf_inference.py); the page shows whichever exist. These are
+perf_train_speed.py, `reference.json` from perf_reference.py, `inference.json` from perf_inference.py); the
+page shows whichever exist. A second
+host's measurement of the same kind sits beside it as `<kind>-<label>.json` (`flagship-avx2.json`) and gets
+its own section, after the plain one: figures from two kinds of CPU are never mixed in one table. These are
 not result records: they hold their own machine, versions and load, since they are measured by hand.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -15,28 +19,36 @@ from typing import Any
 from leaderboard import plots
 from leaderboard.records import log
 
-KINDS = ("flagship", "train_speed", "inference")
+KINDS = ("flagship", "train_speed", "reference", "inference")
 PAGE = "performance.html"
 
 
-def load_perf(results: Path) -> dict[str, dict[str, Any]]:
-    """{kind: measurement} for each `results/perf/<kind>.json` present; an unreadable one is warned about."""
-    found = {}
+def load_perf(results: Path) -> dict[str, list[dict[str, Any]]]:
+    """{kind: [measurement, ...]}: `results/perf/<kind>.json` first, then `<kind>-<label>.json` by name. Each
+    carries its `file` name and `anchor` (the stem, an HTML id); an unreadable file is warned about, left out."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    folder = Path(results) / "perf"
     for kind in KINDS:
-        path = Path(results) / "perf" / f"{kind}.json"
-        if not path.is_file():
-            continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            log.warning(f"perf/{kind}.json is not readable JSON ({err}); the Performance page leaves it out.")
-            continue
-        found_kind = data.get("kind") if isinstance(data, dict) else None  # a list or number has no kind
-        if found_kind != kind:
-            log.warning(f"perf/{kind}.json is not a {kind} measurement (its 'kind' is {found_kind!r}); left out.")
-            continue
-        found[kind] = data
+        labelled = sorted(p for p in folder.glob(f"{kind}-*.json")
+                          if re.fullmatch(r"[a-z0-9-]+", p.stem[len(kind) + 1:]))  # a label fit for an HTML id
+        for path in [p for p in [folder / f"{kind}.json"] if p.is_file()] + labelled:
+            data = _read_measurement(path, kind)
+            if data is not None:
+                found.setdefault(kind, []).append({**data, "file": path.name, "anchor": path.stem.replace("_", "-")})
     return found
+
+
+def _read_measurement(path: Path, kind: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning(f"perf/{path.name} is not readable JSON ({err}); the Performance page leaves it out.")
+        return None
+    found_kind = data.get("kind") if isinstance(data, dict) else None  # a list or number has no kind
+    if found_kind != kind:
+        log.warning(f"perf/{path.name} is not a {kind} measurement (its 'kind' is {found_kind!r}); left out.")
+        return None
+    return data
 
 
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
@@ -56,9 +68,9 @@ def flagship_context(data: dict[str, Any], site: Path, figures: list[plots.Job])
                    "acc": statistics.mean(c[i][2] for c in curves)} for i in range(n)]
     figure = None
     if curves:
+        figure = f"assets/perf/{data['anchor']}.png"
         figures.append(plots.job("time_to_accuracy", {r["seed"]: r["curve"] for r in runs if r.get("curve")},
-                                 site / "assets" / "perf" / "flagship.png"))
-        figure = "assets/perf/flagship.png"
+                                 site / figure))
     reference = data.get("reference") or []  # airbench94's recipe by the single-script loop, same run
     ref_acc, _ = _mean_sd([r["acc"] for r in reference])
     ref_wall, _ = _mean_sd([r["wall_s"] for r in reference])
@@ -79,7 +91,9 @@ def train_speed_context(data: dict[str, Any]) -> dict[str, Any]:
         summary.append({"entry": entry, "seeds": len(rows), "images": rows[0]["images"], "epochs": rows[0]["epochs"],
                         "reports_acc": statistics.mean(r["reports_acc"] for r in rows),
                         "fast_acc": statistics.mean(r["fast_acc"] for r in rows), "diff": diff, "diff_sd": sd})
-    return {**data, "speed": speed, "accuracy": checks, "summary": summary}
+    setups = dict.fromkeys(f"{r.get('precision', 'bf16')}{', channels_last' if r.get('channels_last', True) else ''}"
+                           for r in speed)  # the fast path's layout per row: what this host's probe chose
+    return {**data, "speed": speed, "accuracy": checks, "summary": summary, "fast_setup": "; ".join(setups)}
 
 
 def inference_context(data: dict[str, Any]) -> dict[str, Any]:
@@ -91,10 +105,11 @@ def inference_context(data: dict[str, Any]) -> dict[str, Any]:
             "median_batch": statistics.median(bn) if bn else None}
 
 
-def perf_context(perf: dict[str, dict[str, Any]], site: Path, figures: list[plots.Job]) -> dict[str, Any]:
-    """Template data for the Performance page (one section per measurement present)."""
+def perf_context(perf: dict[str, list[dict[str, Any]]], site: Path, figures: list[plots.Job]) -> dict[str, Any]:
+    """Template data for the Performance page: per kind, one section per measurement file present."""
     return {
-        "flagship": flagship_context(perf["flagship"], site, figures) if "flagship" in perf else None,
-        "train_speed": train_speed_context(perf["train_speed"]) if "train_speed" in perf else None,
-        "inference": inference_context(perf["inference"]) if "inference" in perf else None,
+        "flagships": [flagship_context(m, site, figures) for m in perf.get("flagship", [])],
+        "train_speeds": [train_speed_context(m) for m in perf.get("train_speed", [])],
+        "references": perf.get("reference", []),  # one row each, shown as measured
+        "inferences": [inference_context(m) for m in perf.get("inference", [])],
     }

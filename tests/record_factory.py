@@ -242,7 +242,7 @@ def _timing(p50_ms: float, images_per_s: float) -> dict[str, Any]:
 
 
 def write_perf(results: Path) -> dict[str, dict[str, Any]]:
-    """results/perf/{flagship,train_speed,inference}.json with known numbers, as the tests/perf scripts write them."""
+    """results/perf/{flagship,train_speed,reference,inference}.json with known numbers, as tests/perf writes them."""
     machine = {"machine": "Test CPU, 2 cores", "torch": "2.x", "threads": 2}
     perf = {
         "flagship": {"kind": "flagship", **machine, "entry": "airnet-fast", "arch_kwargs": {"widths": [32, 128, 128]},
@@ -259,6 +259,9 @@ def write_perf(results: Path) -> dict[str, dict[str, Any]]:
                         "accuracy": [{"entry": "tinyvgg-aug", "images": 5000, "epochs": 3, "seed": s,
                                       "reports_acc": r, "fast_acc": f}
                                      for s, r, f in ((0, 0.40, 0.41), (1, 0.42, 0.42))]},
+        "reference": {"kind": "reference", **machine, "images": 4096, "epochs_timed": 1, "precision": "fp32",
+                      "channels_last": True, "reference_images_per_s": 100.0, "cifarzoo_images_per_s": 125.0,
+                      "ratio": 1.25},
         "inference": {"kind": "inference", **machine, "onnxruntime": "1.x", "budget": "quick", "spinning": "off",
                       "rows": [{"architecture": a, "input": 32, "params": 500_000, "flops": 4.6e8,
                                 "onnx_bytes": 2_000_000, "batch": 256, "torch": _timing(t, ti),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -90,9 +91,41 @@ def test_flagship_mean_over_seeds_and_figure(site):
 def test_train_speed_ratio_and_accuracy_difference(site):
     page = _parse(site / "performance.html")
     assert page.tables["train-speed-table"][1:] == [["tinyvgg-aug", "32", "2048", "40.0", "120.0", "3.00×", "2"]]
-    row = page.tables["train-accuracy-table"][1]
+    row = page.tables["train-speed-accuracy"][1]
     assert row[:6] == ["tinyvgg-aug", "2", "5000", "3", "41.00", "41.50"]
     assert row[6].startswith("+0.50")  # mean of +1 and 0 points
+
+
+def test_a_second_hosts_measurements_get_their_own_sections(tmp_path):
+    demo_results(tmp_path / "results")
+    perf = write_perf(tmp_path / "results")
+    other = {**perf["flagship"], "machine": "Other CPU, 2 cores, AVX2, bf16 emulated",
+             "runs": [{"seed": 0, "acc": 0.91, "wall_s": 1200.0, "train_s": 1100.0, "curve": [[1, 550.0, 0.85]]}],
+             "reference": [{"seed": 0, "acc": 0.90, "wall_s": 2000.0, "epochs": 9.9, "curve": []}]}
+    speed = {**perf["train_speed"], "machine": "Other CPU", "accuracy": [],
+             "speed": [{**perf["train_speed"]["speed"][0], "precision": "fp32", "channels_last": True}]}
+    folder = tmp_path / "results" / "perf"
+    (folder / "flagship-avx2.json").write_text(json.dumps(other), encoding="utf-8")
+    (folder / "train_speed-avx2.json").write_text(json.dumps(speed), encoding="utf-8")
+    (folder / "flagship-Not_An_Id.json").write_text(json.dumps(other), encoding="utf-8")  # not a label: ignored
+    out = build_site(tmp_path / "results", tmp_path / "site").out
+    page, text = _parse(out / "performance.html"), (out / "performance.html").read_text(encoding="utf-8")
+    assert page.ids["flagship-acc"].strip() == "91.00 %" and page.ids["flagship-avx2-acc"].strip() == "91.00 %"
+    assert page.ids["flagship-avx2-ratio"].strip() == "0.60× the time"  # 1200 s / 2000 s, its own reference
+    assert page.tables["flagship-avx2-runs"][1:] == [["0", "91.00", "20.0 min", "18.3 min"],
+                                                     ["reference, seed 0", "90.00", "33.3 min", ""]]
+    assert page.images == ["assets/perf/flagship.png", "assets/perf/flagship-avx2.png"]
+    assert text.index('id="flagship"') < text.index('id="flagship-avx2"')  # the plain file first
+    assert "time to accuracy, Other CPU, 2 cores, AVX2, bf16 emulated</h2>" in text
+    assert "results/perf/flagship-avx2.json" in text and "Not_An_Id" not in text
+    assert page.tables["train-speed-avx2-table"][1:] == [["tinyvgg-aug", "32", "2048", "40.0", "120.0", "3.00×", "2"]]
+    assert "this host's probe chose: fp32, channels_last." in text
+
+
+def test_engine_against_the_single_script_loop(site):
+    page = _parse(site / "performance.html")
+    assert page.tables["reference-table"][1:] == [["Test CPU, 2 cores", "fp32, channels_last", "4096", "2", "100.0",
+                                                   "125.0", "1.25×", "reference.json"]]
 
 
 def test_inference_rows_and_median_speedups(site):
