@@ -57,11 +57,24 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def timed_beside(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The flagship runs whose wall clock is compared with the reference's: those of a sitting (one process
+    of perf_flagship.py) that also ran the reference. A VM's speed drifts between sittings (the AVX2 host's
+    fp32 peak read 188 GFLOP/s one morning, 145-165 the next), so runs added later by `--append` count for
+    the accuracy only. Files without sittings are one sitting."""
+    if not reference:
+        return runs
+    sittings = {r.get("sitting") for r in reference}
+    return [r for r in runs if r.get("sitting") in sittings]
+
+
 def flagship_context(data: dict[str, Any], site: Path, figures: list[plots.Job]) -> dict[str, Any]:
     """Seeds, their mean and the mean time-to-accuracy curve; queues the curve's figure."""
     runs = data.get("runs") or []
     acc, acc_sd = _mean_sd([r["acc"] for r in runs])
-    wall, _ = _mean_sd([r["wall_s"] for r in runs])
+    reference = data.get("reference") or []  # airbench94's recipe by the single-script loop
+    timed = timed_beside(runs, reference)
+    wall, _ = _mean_sd([r["wall_s"] for r in timed])
     curves = [r["curve"] for r in runs if r.get("curve")]
     n = min((len(c) for c in curves), default=0)
     mean_curve = [{"epoch": curves[0][i][0], "seconds": statistics.mean(c[i][1] for c in curves),
@@ -71,11 +84,11 @@ def flagship_context(data: dict[str, Any], site: Path, figures: list[plots.Job])
         figure = f"assets/perf/{data['anchor']}.png"
         figures.append(plots.job("time_to_accuracy", {r["seed"]: r["curve"] for r in runs if r.get("curve")},
                                  site / figure))
-    reference = data.get("reference") or []  # airbench94's recipe by the single-script loop, same run
     ref_acc, _ = _mean_sd([r["acc"] for r in reference])
     ref_wall, _ = _mean_sd([r["wall_s"] for r in reference])
-    return {**data, "acc_mean": acc, "acc_sd": acc_sd, "wall_mean": wall,
-            "wall_max": max((r["wall_s"] for r in runs), default=None), "curve": mean_curve, "figure": figure,
+    return {**data, "acc_mean": acc, "acc_sd": acc_sd, "wall_mean": wall, "timed_seeds": [r["seed"] for r in timed],
+            "sittings": any(r.get("sitting") for r in runs + reference),
+            "wall_max": max((r["wall_s"] for r in timed), default=None), "curve": mean_curve, "figure": figure,
             "reference": reference, "ref_acc": ref_acc, "ref_wall": ref_wall,
             "wall_ratio": wall / ref_wall if wall is not None and ref_wall else None}
 
