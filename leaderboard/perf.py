@@ -2,10 +2,10 @@
 
 Each script writes one file with `--json` (`flagship.json` from perf_flagship.py, `train_speed.json` from
 perf_train_speed.py, `reference.json` from perf_reference.py, `inference.json` from perf_inference.py); the
-page shows whichever exist. A second
-host's measurement of the same kind sits beside it as `<kind>-<label>.json` (`flagship-avx2.json`) and gets
-its own section, after the plain one: figures from two kinds of CPU are never mixed in one table. These are
-not result records: they hold their own machine, versions and load, since they are measured by hand.
+page shows whichever exist. A second host's measurement of the same kind sits beside it as
+`<kind>-<label>.json` (`flagship-avx2.json`) and gets its own section, after the plain one: figures from two
+kinds of CPU are never mixed in one table. These are not result records: they hold their own machine,
+versions and load, since they are measured by hand.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def load_perf(results: Path) -> dict[str, list[dict[str, Any]]]:
     for kind in KINDS:
         labelled = sorted(p for p in folder.glob(f"{kind}-*.json")
                           if re.fullmatch(r"[a-z0-9-]+", p.stem[len(kind) + 1:]))  # a label fit for an HTML id
-        for path in [p for p in [folder / f"{kind}.json"] if p.is_file()] + labelled:
+        plain = folder / f"{kind}.json"
+        for path in ([plain] if plain.is_file() else []) + labelled:
             data = _read_measurement(path, kind)
             if data is not None:
                 found.setdefault(kind, []).append({**data, "file": path.name, "anchor": path.stem.replace("_", "-")})
@@ -60,7 +61,7 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
 def timed_beside(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The flagship runs whose wall clock is compared with the reference's: those of a sitting (one process
     of perf_flagship.py) that also ran the reference. A VM's speed drifts between sittings (the AVX2 host's
-    fp32 peak read 188 GFLOP/s one morning, 145-165 the next), so runs added later by `--append` count for
+    fp32 peak read 188 GFLOP/s one morning, 145-165 that afternoon), so runs added later by `--append` count for
     the accuracy only. Files without sittings are one sitting."""
     if not reference:
         return runs

@@ -18,11 +18,11 @@ import time
 
 import torch
 from perf_train_speed import MODELS, _network
-from perfkit import host
 from torch import nn
 
 import zoo
 from benchmark.convgrad import unfold_wins, weight_grad_by_unfold
+from benchmark.machine import host_line
 
 
 def best_ms(fn, repeats: int = 3) -> float:
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"machine: {host()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, "
+    print(f"machine: {host_line()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, "
           "channels_last")
     cache: dict = {}
     for name in args.models:

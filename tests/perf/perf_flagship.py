@@ -30,12 +30,13 @@ import time
 
 import torch
 from perf_reference import AIRBENCH94_EPOCHS, train_reference
-from perfkit import accuracy, host, peak_gflops, write_json
+from perfkit import accuracy, peak_gflops, write_json
 
 import zoo
 from benchmark.augment import get_policy
 from benchmark.data import load_dataset
 from benchmark.loader import DeviceLoader
+from benchmark.machine import host_line
 from benchmark.splits import channel_stats, stratified_split
 from benchmark.train import fit
 from leaderboard.perf import timed_beside
@@ -94,9 +95,11 @@ def side_by_side(runs: list[dict], reference: list[dict]) -> None:
           f"{'meets' if acc >= max(0.907, ref_acc) else 'misses'}")
 
 
-def earlier_runs(path: str | None, header: dict) -> tuple[list[dict], list[dict]]:
+def earlier_runs(path: str | None, header: dict, reference_seeds: list[int],
+                 seeds: list[int]) -> tuple[list[dict], list[dict]]:
     """The reference and flagship runs already in `path`, checked to be of the same configuration as
-    `header` (what the file's other fields would be now), so that one mean never mixes two setups."""
+    `header` (what the file's other fields would be now) and to hold none of the seeds asked for, so that
+    one mean never mixes two setups or counts a seed twice."""
     if path is None:
         raise SystemExit("--append needs --json: the file whose runs the new seeds join.")
     try:
@@ -104,11 +107,16 @@ def earlier_runs(path: str | None, header: dict) -> tuple[list[dict], list[dict]
             earlier = json.load(f)
     except (OSError, json.JSONDecodeError) as err:
         raise SystemExit(f"--append: cannot read {path} ({err}).") from None
+    # through JSON first: the file holds lists where the header holds tuples (widths)
     differs = [k for k, v in header.items() if json.loads(json.dumps(v)) != earlier.get(k)]
     if differs:
         raise SystemExit(f"--append: {path} was measured with a different {', '.join(differs)}; "
                          "write these seeds to a new file instead.")
-    return earlier.get("reference", []), earlier.get("runs", [])
+    reference, runs = earlier.get("reference", []), earlier.get("runs", [])
+    for kind, done, asked in (("the reference", reference, reference_seeds), (header["entry"], runs, seeds)):
+        if taken := sorted({r["seed"] for r in done} & set(asked)):
+            raise SystemExit(f"--append: {path} already has seed(s) {taken} of {kind}.")
+    return reference, runs
 
 
 def arguments() -> argparse.Namespace:
@@ -150,18 +158,16 @@ def main() -> None:
     print(f"{entry.name}: {entry.arch_kwargs}, {recipe.max_epochs} epochs, batch {recipe.batch_size}, "
           f"{recipe.precision}, channels_last={recipe.channels_last}, compile={recipe.compile}, tta={recipe.tta}")
     print(f"data: {data.description}")
-    print(f"machine: {host()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
     header = {"kind": "flagship", "entry": entry.name, "arch_kwargs": arch, "recipe": recipe.to_dict(),
-              "data": data.description, "machine": host(),
+              "data": data.description, "machine": host_line(),
               "torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device}
-    reference, runs = earlier_runs(args.json, header) if args.append else ([], [])
-    for kind, done, seeds in (("reference", reference, args.reference_seeds), (entry.name, runs, args.seeds)):
-        if taken := sorted({r["seed"] for r in done} & set(seeds)):
-            raise SystemExit(f"--append: {args.json} already has seed(s) {taken} of {kind}.")
+    print(f"machine: {header['machine']}, torch {torch.__version__}, {header['threads']} threads, "
+          f"load {os.getloadavg()[0]:.2f}")
+    reference, runs = (earlier_runs(args.json, header, args.reference_seeds, args.seeds) if args.append
+                       else ([], []))
 
     # every run carries its sitting (this process) and what the host could do then: one model name covers VMs,
-    # and one VM over a day, up to a seventh apart, so only runs of the reference's own sitting are timed
+    # and one VM's fp32 peak moved by a quarter within a day, so only runs of the reference's own sitting are timed
     # against it (leaderboard.perf.timed_beside); the others count for accuracy
     sitting = {"sitting": time.strftime("%Y-%m-%dT%H:%M:%S"), "peak_gflops_fp32": round(peak_gflops("fp32"), 1)}
     print(f"this sitting: {sitting}")

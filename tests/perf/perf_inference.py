@@ -28,9 +28,10 @@ from pathlib import Path
 
 import onnxruntime
 import torch
-from perfkit import host, write_json
+from perfkit import write_json
 
 import zoo
+from benchmark.machine import host_line
 from benchmark.modelstats import count_params, flops_per_image
 from benchmark.onnx_export import SPINNING, SPINNING_MODES, export_onnx, ort_session
 from benchmark.timing import BUDGETS, TimingBudget, time_both, time_onnxruntime, time_torch
@@ -42,7 +43,7 @@ def entry_input_size(architecture: str) -> int:
 
 
 def machine_line(threads: int, budget: str) -> str:
-    return (f"{host()}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
+    return (f"{host_line()}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
             f"{threads} threads; budget {budget}; ORT spinning '{SPINNING}'")
 
 
@@ -127,7 +128,7 @@ def main() -> None:
     rows = table(names, args.threads, BUDGETS[args.budget], args.entry_size)
     print(f"\nafter: {load()}; {time.perf_counter() - start:.0f} s")
     if args.json:
-        write_json(args.json, {"kind": "inference", "machine": host(),
+        write_json(args.json, {"kind": "inference", "machine": host_line(),
                                "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                                "threads": args.threads, "budget": args.budget, "spinning": SPINNING,
                                "seconds": time.perf_counter() - start, "rows": rows})

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from perfkit import accuracy, host, write_json
+from perfkit import accuracy, write_json
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -40,6 +40,7 @@ from benchmark.augment import get_policy  # noqa: E402
 from benchmark.data import load_dataset  # noqa: E402
 from benchmark.fastpath import autocast, choose  # noqa: E402
 from benchmark.loader import DeviceLoader  # noqa: E402
+from benchmark.machine import host_line  # noqa: E402
 from benchmark.splits import channel_stats, stratified_subset  # noqa: E402
 from benchmark.train import fit  # noqa: E402
 from zoo.recipe import Recipe  # noqa: E402
@@ -250,7 +251,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.data)
-    print(f"machine: {host()}, torch {torch.__version__}, {torch.get_num_threads()} "
+    print(f"machine: {host_line()}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, load {os.getloadavg()[0]:.2f}; data: {data.description}")
     if args.profile:
         profile(data, args.images)
@@ -260,7 +261,7 @@ def main() -> None:
           f"{' + channels_last' if row['channels_last'] else ''}: reference loop {row['reference_images_per_s']:.1f} "
           f"img/s, cifarzoo {row['cifarzoo_images_per_s']:.1f} img/s: {row['ratio']:.2f}x")
     if args.json:
-        write_json(args.json, {"kind": "reference", "machine": host(),
+        write_json(args.json, {"kind": "reference", "machine": host_line(),
                                "torch": torch.__version__, "load_end": os.getloadavg()[0], **row})
 
 

@@ -35,13 +35,14 @@ import statistics
 import time
 
 import torch
-from perfkit import PilDataset, accuracy, host, peak_gflops, train_flops_per_image, write_json
+from perfkit import PilDataset, accuracy, peak_gflops, train_flops_per_image, write_json
 from torch import nn
 
 import zoo
 from benchmark.augment import get_policy
 from benchmark.data import load_dataset
 from benchmark.loader import DeviceLoader
+from benchmark.machine import host_line
 from benchmark.splits import channel_stats, stratified_subset
 from benchmark.train import fit
 
@@ -231,9 +232,9 @@ def main() -> None:
     data = load_dataset(args.data)
     mean, std = channel_stats(data.x_train)
     print(f"data: {data.description}")
-    print(f"machine: {host()}, torch {torch.__version__}, "
+    print(f"machine: {host_line()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}\n")
-    result = {"kind": "train_speed", "data": data.description, "machine": host(),
+    result = {"kind": "train_speed", "data": data.description, "machine": host_line(),
               "torch": torch.__version__, "speed": [], "accuracy": []}
     if args.json and os.path.exists(args.json):
         with open(args.json) as f:

@@ -10,14 +10,6 @@ from typing import Any
 import torch
 
 
-def host() -> str:
-    """The host line every perf script prints and writes: CPU model, family/model, cores, SIMD level and
-    whether bf16 is native (benchmark.machine.host_line)."""
-    from benchmark.machine import host_line
-
-    return host_line()
-
-
 class PilDataset(torch.utils.data.Dataset):
     """The classic per-image pipeline: uint8 HWC array -> PIL image -> torchvision transforms."""
 
