@@ -69,13 +69,25 @@ def timed_beside(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) ->
     return [r for r in runs if r.get("sitting") in sittings]
 
 
+def flagship_summary(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, Any]:
+    """The flagship against the reference loop: mean (and sd) accuracy over every seed, mean wall clock over the
+    seeds timed beside the reference (`timed_beside`), the reference's means, and the wall-clock ratio (None
+    without a timed seed or a reference)."""
+    acc, acc_sd = _mean_sd([r["acc"] for r in runs])
+    timed = timed_beside(runs, reference)
+    wall, _ = _mean_sd([r["wall_s"] for r in timed])
+    ref_acc, _ = _mean_sd([r["acc"] for r in reference])
+    ref_wall, _ = _mean_sd([r["wall_s"] for r in reference])
+    return {"acc_mean": acc, "acc_sd": acc_sd, "timed": timed, "wall_mean": wall, "ref_acc": ref_acc,
+            "ref_wall": ref_wall, "wall_ratio": wall / ref_wall if wall is not None and ref_wall else None}
+
+
 def flagship_context(data: dict[str, Any], site: Path, figures: list[plots.Job]) -> dict[str, Any]:
     """Seeds, their mean and the mean time-to-accuracy curve; queues the curve's figure."""
     runs = data.get("runs") or []
-    acc, acc_sd = _mean_sd([r["acc"] for r in runs])
     reference = data.get("reference") or []  # airbench94's recipe by the single-script loop
-    timed = timed_beside(runs, reference)
-    wall, _ = _mean_sd([r["wall_s"] for r in timed])
+    summary = flagship_summary(runs, reference)
+    timed = summary.pop("timed")
     curves = [r["curve"] for r in runs if r.get("curve")]
     n = min((len(c) for c in curves), default=0)
     mean_curve = [{"epoch": curves[0][i][0], "seconds": statistics.mean(c[i][1] for c in curves),
@@ -85,13 +97,10 @@ def flagship_context(data: dict[str, Any], site: Path, figures: list[plots.Job])
         figure = f"assets/perf/{data['anchor']}.png"
         figures.append(plots.job("time_to_accuracy", {r["seed"]: r["curve"] for r in runs if r.get("curve")},
                                  site / figure))
-    ref_acc, _ = _mean_sd([r["acc"] for r in reference])
-    ref_wall, _ = _mean_sd([r["wall_s"] for r in reference])
-    return {**data, "acc_mean": acc, "acc_sd": acc_sd, "wall_mean": wall, "timed_seeds": [r["seed"] for r in timed],
+    return {**data, **summary, "timed_seeds": [r["seed"] for r in timed],
             "sittings": any(r.get("sitting") for r in runs + reference),
             "wall_max": max((r["wall_s"] for r in timed), default=None), "curve": mean_curve, "figure": figure,
-            "reference": reference, "ref_acc": ref_acc, "ref_wall": ref_wall,
-            "wall_ratio": wall / ref_wall if wall is not None and ref_wall else None}
+            "reference": reference}
 
 
 def train_speed_context(data: dict[str, Any]) -> dict[str, Any]:

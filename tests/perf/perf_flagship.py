@@ -39,7 +39,7 @@ from benchmark.loader import DeviceLoader
 from benchmark.machine import host_line
 from benchmark.splits import channel_stats, stratified_split
 from benchmark.train import fit
-from leaderboard.perf import timed_beside
+from leaderboard.perf import flagship_summary
 from zoo.recipe import RECIPE_FIELDS
 
 
@@ -79,17 +79,15 @@ def run_once(data, entry, recipe, seed: int, device: str, curve: bool) -> dict:
 
 def side_by_side(runs: list[dict], reference: list[dict]) -> None:
     """The flagship against airbench94's recipe by the reference loop: accuracies over every seed, the
-    wall-clock ratio over the seeds run in the reference's own sitting (leaderboard.perf.timed_beside)."""
-    timed = timed_beside(runs, reference)
-    if not timed:
+    wall-clock ratio over the seeds run in the reference's own sitting (leaderboard.perf.flagship_summary)."""
+    s = flagship_summary(runs, reference)
+    if s["wall_ratio"] is None:
         print("\nno seed ran in the reference's sitting: no wall-clock ratio (add seeds with the reference's run)")
         return
-    acc, ref_acc = (statistics.mean(r["acc"] for r in rs) for rs in (runs, reference))
-    wall, ref_wall = (statistics.mean(r["wall_s"] for r in rs) for rs in (timed, reference))
-    ratio = wall / ref_wall
+    acc, ref_acc, ratio, wall, ref_wall = (s[k] for k in ("acc_mean", "ref_acc", "wall_ratio", "wall_mean", "ref_wall"))
     print(f"\n{'':<34} {'test acc':>8}  {'wall s':>7}\n{'reference loop, airbench94 recipe':<34} "
           f"{ref_acc:>8.4f}  {ref_wall:>7.1f}   ({len(reference)} seed(s))\n{'cifarzoo flagship':<34} {acc:>8.4f}  "
-          f"{wall:>7.1f}   ({len(runs)} seed(s), {len(timed)} timed beside the reference)")
+          f"{wall:>7.1f}   ({len(runs)} seed(s), {len(s['timed'])} timed beside the reference)")
     print(f"wall clock {ratio:.2f}x the reference's (target <= 0.80x: {'meets' if ratio <= 0.8 else 'misses'}); "
           f"accuracy {100 * (acc - ref_acc):+.2f} points against it, target >= 90.7 % and >= the reference: "
           f"{'meets' if acc >= max(0.907, ref_acc) else 'misses'}")
