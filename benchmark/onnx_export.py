@@ -37,6 +37,7 @@ from torch import nn
 
 from benchmark.modelstats import cpu_fp32_eval
 from zoo.errors import CifarzooError, one_line
+from zoo.files import new_file_mode
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 PARITY_MIN_AGREEMENT = 0.999  # top-1 agreement below this marks an export as failing parity
@@ -77,6 +78,7 @@ def export_onnx(model: nn.Module, path: Path, input_size: int = 32, opset: int =
             _export(net, example, Path(tmp), opset, exporter)
             _check(Path(tmp))
             _stamp(Path(tmp), metadata if metadata is not None else preprocessing_metadata(model))
+            os.chmod(tmp, new_file_mode())  # mkstemp's file is private
             os.replace(tmp, path)
             return ExportResult(True, path, None, opset, path.stat().st_size, exporter)
         except Exception as err:  # noqa: BLE001 (any exporter failure is a recorded reason)

@@ -143,6 +143,24 @@ def test_5_a_full_disk_during_a_checkpoint_leaves_nothing_half_written(tmpfs):
     assert list(tmpfs.iterdir()) == []
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_5_written_files_get_the_umasks_mode_not_a_private_one(tmp_path, umask, mode):
+    """Records, weights and ONNX files were written 0600 (mkstemp's mode, kept by the rename): unreadable to
+    the other users of a shared results folder, or of a package a root install copied them into."""
+    from benchmark.onnx_export import export_onnx
+    from zoo.files import write_atomic
+
+    saved = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "record.json", "{}")
+        assert export_onnx(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10)),
+                           tmp_path / "m.onnx", input_size=8).ok
+    finally:
+        os.umask(saved)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {
+        "record.json": oct(mode), "m.onnx": oct(mode)}
+
+
 def test_5_stale_leftovers_of_killed_processes_are_cleaned(tmp_path, home_env):
     results = tmp_path / "results"
     results.mkdir()

@@ -2,7 +2,8 @@
 
 Every file cifarzoo writes (records, weights, sidecars, checkpoints, caches, pages) goes through
 `write_atomic`: a temporary file beside the target, flushed and fsynced, then renamed over it, so readers
-see the old file or the new one and never half of one. The temporary file is removed on every failure
+see the old file or the new one and never half of one, with the mode a plain `open()` would give it (the
+umask's, `new_file_mode`). The temporary file is removed on every failure
 (a full disk included); one left behind by a killed process is named `.<name>.tmp-<pid>-<random>` and
 `clean_stale` removes it when the folder is next used.
 """
@@ -89,6 +90,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}{os.getpid()}-")
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
@@ -107,6 +109,19 @@ def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def new_file_mode() -> int:
+    """The mode `open()` gives a new file, 0o666 less the umask. mkstemp makes its files private (0o600), and
+    the rename would keep that: records, published weights and ONNX files unreadable to the other users of a
+    shared results folder or of a package installed by root."""
+    try:  # Linux shows the umask without changing it; os.umask can only read it by setting it
+        status = Path("/proc/self/status").read_text()
+        mask = int(re.search(r"^Umask:\s*([0-7]+)", status, re.M).group(1), 8)  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _publish(tmp: str, path: Path, overwrite: bool) -> None:

@@ -54,7 +54,6 @@ def save(dataset: Dataset, file: Path) -> None:
         )
 
     write_atomic(file, write, fsync=False)  # a lost cache is only re-decoded
-    os.chmod(file, 0o644)  # mkstemp makes files private; a cache is as readable as its source
 
 
 def load(file: Path) -> Dataset | None:
