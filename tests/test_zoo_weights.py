@@ -14,7 +14,7 @@ from zoo import hub
 from zoo.errors import CifarzooError
 from zoo.weights import find_best, read_weights, save_weights, sha256_file, store_dir
 
-ENTRY = "cnn002-aug"  # no published weights: zoo.load(ENTRY) falls back to the local store
+ENTRY = "net003-norm"  # no published weights: zoo.load(ENTRY) falls back to the local store (checked below)
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -42,6 +42,11 @@ def meta(test_accuracy: float = 0.7, val_accuracy: float | None = 0.72, profile:
             "profile": profile, "data_source": data_source,
             "classes": CLASSES, "mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26], "input_size": 32,
             "metrics": {"val_accuracy": val_accuracy, "test_accuracy": test_accuracy, "test_loss": 0.9}}
+
+
+def test_the_local_store_tests_use_an_entry_without_published_weights():
+    """Publishing ENTRY would turn the local-store tests into tests of the package's file: choose another."""
+    assert zoo.get_weights(ENTRY).DEFAULT is None, f"{ENTRY} has published weights now; set ENTRY to one without"
 
 
 def test_store_lives_under_cifarzoo_home(home):
@@ -74,7 +79,7 @@ def test_sidecar_records_provenance(home):
     path, sha = save_weights(trained(), ENTRY, "run-1", meta())
     side = json.loads(path.with_suffix(".json").read_text())
     assert side["entry"] == ENTRY and side["run_id"] == "run-1" and side["sha256"] == sha
-    assert side["seed"] == 3 and side["data_fingerprint"] == "abc123" and side["recipe"]["batch_size"] == 128
+    assert side["seed"] == 3 and side["data_fingerprint"] == "abc123" and side["recipe"]["batch_size"] == 60
     assert side["metrics"] == {"val_accuracy": 0.72, "test_accuracy": 0.7, "test_loss": 0.9}
     assert side["created_at"].endswith("+00:00") and side["classes"] == CLASSES
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -172,8 +177,8 @@ def test_pinned_weights_are_fetched_and_checked_by_sha256(home, tmp_path):
 
 def test_info_reports_parameters_and_stored_weights(home):
     data = zoo.info(ENTRY)
-    assert data["params"] == 652_426 and data["weights_present"] is False and data["weights"] is None
-    assert data["report"] == "002" and data["recipe"]["batch_size"] == 128 and data["reported"]["accuracy"] == 0.77
+    assert data["params"] == 2_753_546 and data["weights_present"] is False and data["weights"] is None
+    assert data["report"] == "003" and data["recipe"]["batch_size"] == 60 and data["reported"]["accuracy"] == 0.84
     path, _ = save_weights(trained(), ENTRY, "run-1", meta())
     data = zoo.info(ENTRY)
     assert data["weights_present"] is True and data["weights"] == str(path)
