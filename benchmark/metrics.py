@@ -37,6 +37,12 @@ def accuracy(logits: Any, labels: Any) -> float:
     return float((_np(logits).argmax(axis=1) == _np(labels)).mean())
 
 
+def correct_by_block(logits: Any, labels: Any, block: int) -> list[int]:
+    """Correct top-1 answers in each run of `block` consecutive images (the last run may be shorter)."""
+    hits = _np(logits).argmax(axis=1) == _np(labels)
+    return [int(hits[i:i + block].sum()) for i in range(0, len(hits), block)]
+
+
 def confusion_matrix(logits: Any, labels: Any, num_classes: int) -> np.ndarray:
     """Counts, rows = true class, columns = predicted class."""
     pred = _np(logits).argmax(axis=1)

@@ -19,6 +19,7 @@ import torch
 
 from benchmark.data import Dataset
 from benchmark.records import read_record
+from benchmark.verify import block_metrics
 from zoo import published
 from zoo.errors import CifarzooError
 from zoo.published import Weights, read_manifest, write_manifest
@@ -69,11 +70,12 @@ def publish(entry: str, results: Path, data: Dataset, *, folder: Path | None = N
     chosen, why = choose_seed(records)
     source = store_dir() / chosen["weights"]["file"]
     model = zoo.load(entry, weights=str(source))  # checked against its sidecar's sha256
-    fp32 = evaluate_model(model, data)["accuracy"]
+    report32 = evaluate_model(model, data)
     model16 = _round_trip_fp16(model)
-    fp16 = evaluate_model(model16, data)["accuracy"]
+    report16 = evaluate_model(model16, data)
+    fp32, fp16 = report32["accuracy"], report16["accuracy"]
     use16 = allow_fp16 and abs(fp16 - fp32) <= FP16_TOLERANCE
-    shipped, accuracy = (model16, fp16) if use16 else (model, fp32)
+    shipped, report = (model16, report16) if use16 else (model, report32)
     file = f"{entry}.safetensors"
     sha = _write(shipped, entry, chosen["run_id"], folder / file, torch.float16 if use16 else None)
     accs = [r["test"]["accuracy"] for r in records]
@@ -81,11 +83,12 @@ def publish(entry: str, results: Path, data: Dataset, *, folder: Path | None = N
         entry=entry, file=file, sha256=sha, dtype="float16" if use16 else "float32", profile=profile,
         run_id=chosen["run_id"], seed=chosen["seed"], seeds=tuple(r["seed"] for r in records),
         data={k: chosen["data"][k] for k in ("source", "description", "fingerprint", "lossy")},
-        metrics={"test_accuracy": accuracy, "test_accuracy_fp32": fp32, "test_accuracy_fp16": fp16,
+        metrics={"test_accuracy": report["accuracy"], "test_accuracy_fp32": fp32, "test_accuracy_fp16": fp16,
                  "test_accuracy_record": chosen["test"]["accuracy"], "test_loss_record": chosen["test"]["loss"],
                  "test_accuracy_mean": statistics.fmean(accs),
                  "test_accuracy_sd": statistics.stdev(accs) if len(accs) > 1 else None,
-                 "n_seeds": len(accs), "val_accuracy": selected_val_accuracy(chosen)},
+                 "n_seeds": len(accs), "val_accuracy": selected_val_accuracy(chosen),
+                 **block_metrics(report["correct_by_block"])},
         recipe=chosen["recipe"], num_params=chosen["model"]["params"], classes=tuple(data.classes),
         mean=tuple(chosen["data"]["mean"]), std=tuple(chosen["data"]["std"]),
         input_size=chosen["recipe"]["input_size"], tta=chosen["recipe"]["tta"],

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sweep": ("sweep", "sweep", "Hyperparameter search (grid or random) on Optuna."),
     "card": ("card", "card", "Write a Hugging Face model card beside an entry's weights."),
     "publish": ("publish", "publish", "Ship an entry's best full run inside the package (maintainers)."),
+    "verify": ("verify", "verify", "Check that published weights score what their records state, on your data."),
     "doctor": ("doctor", "doctor", "Show the machine and the precision/layout cifarzoo trains in here."),
 }
 
