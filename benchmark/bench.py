@@ -6,7 +6,6 @@ distributed executor can take the same plan later; the local one runs them in or
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import socket
@@ -17,46 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zoo
 from benchmark.data import Dataset
 from benchmark.progress import Progress
 from benchmark.records import read_record, record_path
 from benchmark.runner import Run, RunContext, execute, is_done, prepare
+from benchmark.selection import resolve_entries
 from benchmark.train import RunPaused
-from zoo.errors import CifarzooError
 from zoo.files import write_atomic
-
-
-def resolve_entries(patterns: list[str], all_entries: bool, exclude: list[str]) -> list[str]:
-    """Entry names matching the globs (or all), minus the excluded ones; a glob matching nothing is an error."""
-    known = zoo.list_models()
-    if all_entries and patterns:
-        raise CifarzooError("give entry names/globs or --all, not both.")
-    if not all_entries and not patterns:
-        raise CifarzooError("name the entries to bench (names or globs such as 'resnet*'), or pass --all.")
-    chosen: list[str] = list(known) if all_entries else []
-    for pattern in patterns:
-        matched = [n for n in known if fnmatch.fnmatchcase(n, pattern)]
-        if not matched:
-            raise CifarzooError(f"'{pattern}' matches no entry; available: {', '.join(known)}.")
-        chosen += [n for n in matched if n not in chosen]
-    return [n for n in chosen if not any(fnmatch.fnmatchcase(n, g) for g in exclude)]
-
-
-MAX_SEED = 2**31 - 1  # seeds feed torch generators and run ids; larger ones are typos, not experiments
-
-
-def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise CifarzooError(f"--seeds must be comma-separated integers such as 0,1,2, not '{text}'.") from None
-    if not seeds:
-        raise CifarzooError("--seeds is empty; give at least one seed, e.g. --seeds 0.")
-    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
-    if bad:
-        raise CifarzooError(f"seed {bad[0]} is out of range; seeds are integers from 0 to {MAX_SEED}.")
-    return list(dict.fromkeys(seeds))
 
 
 @dataclass

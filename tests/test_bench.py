@@ -129,6 +129,19 @@ def test_bad_input_one_sentence_exit_2(tmp_path, bench_env):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("args", [["nosuch*"], ["--all", "--seeds", ","], ["--all", "tinyvgg-aug"],
+                                  ["cnn3-basic", "--shard", "3/2"]])
+def test_a_mistyped_bench_is_answered_before_the_engine_is_imported(args, bench_env):
+    """The command's own mistakes are answered before benchmark.bench's imports (benchmark.selection)."""
+    code = ("import sys\nfrom cifarzoo.cli import main\nsys.argv = ['cifarzoo', 'bench', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as end:\n"
+            "    print('exit', end.code, 'benchmark.bench' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code, *args, "--data", "synthetic"], cwd=ROOT, env=bench_env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "exit 2 False", (out.stdout, out.stderr)
+    assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
+
+
 def test_a_bad_exporter_setting_stops_the_bench_before_its_first_run(tmp_path, monkeypatch):
     from benchmark.bench import planned
     from zoo.errors import CifarzooError

@@ -95,18 +95,25 @@ def bench(ctx: click.Context, entries: tuple[str, ...], all_entries: bool, exclu
         entries = (*entries, _user_entry(model_spec, model_name, recipe_file, recipe_from, force))
     elif model_name or recipe_file or recipe_from:
         raise CifarzooError("--name, --recipe and --recipe-from go with --model; name registered entries directly.")
-    from benchmark.bench import bench as run_bench
-    from benchmark.bench import estimates, parse_seeds, planned
     from benchmark.distributed import parse_shard
+    from benchmark.fastpath import environment_override
+    from benchmark.selection import parse_seeds, resolve_entries
 
+    # the command's own mistakes first, before the engine's imports (benchmark.selection)
+    environment_override()
+    resolve_entries(list(entries), all_entries, list(exclude))
     seed_list = parse_seeds(seeds) if seeds is not None else None
+    shard_range = parse_shard(shard) if shard else None
+    if address and executor != "ray":
+        raise CifarzooError("--address is a Ray cluster's; give --executor ray with it.")
+    from benchmark.bench import bench as run_bench
+    from benchmark.bench import estimates, planned
+
     options = dict(all_entries=all_entries, exclude=exclude, data=data, profile=profile, seeds=seed_list,
                    results=results, device=_plan_device(device) if plan_only else resolve_device(device),
                    force=force, retry_failed=retry_failed, progress="quiet" if as_json else progress,
                    command=command_line(), time_budget=time_budget, imagenet_weights=imagenet_weights,
-                   shard=parse_shard(shard) if shard else None)
-    if address and executor != "ray":
-        raise CifarzooError("--address is a Ray cluster's; give --executor ray with it.")
+                   shard=shard_range)
     trackers = dict(tensorboard=tensorboard, mlflow=mlflow_uri or mlflow_on)
     if plan_only:
         from benchmark.estimate import format_plan
