@@ -2,7 +2,7 @@
 # Here, before a GPU spell: what travels with the working tree for tests/perf/gpu_zoo.sh (both folders are
 # git-ignored through .git/info/exclude): the JPEG copy packed to 21 MB, and wheels of the packages the GPU
 # image lacks (its python3 is 3.12). Then, with the device tool:
-#   run(command="OUT=$OUT BUDGET=480 bash tests/perf/gpu_zoo.sh", carry=[".gpudata", ".whl"], timeout_s=600)
+#   run(command="OUT=$OUT bash tests/perf/gpu_zoo.sh", carry=[".gpudata", ".whl"], timeout_s=600)
 set -euo pipefail
 grep -qx "/.gpudata/" .git/info/exclude 2>/dev/null || echo "/.gpudata/" >> .git/info/exclude
 grep -qx "/.whl/" .git/info/exclude 2>/dev/null || echo "/.whl/" >> .git/info/exclude

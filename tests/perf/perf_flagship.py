@@ -36,7 +36,7 @@ import zoo
 from benchmark.augment import get_policy
 from benchmark.data import load_dataset
 from benchmark.loader import DeviceLoader
-from benchmark.machine import host_line
+from benchmark.machine import gpu, host_line
 from benchmark.splits import channel_stats, stratified_split
 from benchmark.train import fit
 from leaderboard.perf import flagship_summary
@@ -158,8 +158,10 @@ def main() -> None:
     print(f"data: {data.description}")
     header = {"kind": "flagship", "entry": entry.name, "arch_kwargs": arch, "recipe": recipe.to_dict(),
               "data": data.description, "machine": host_line(),
-              "torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device}
-    print(f"machine: {header['machine']}, torch {torch.__version__}, {header['threads']} threads, "
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
+              "gpu": (gpu() or {}).get("name") if args.device.startswith("cuda") else None}
+    gpu_name = f", GPU {header['gpu']}" if header["gpu"] else ""
+    print(f"machine: {header['machine']}{gpu_name}, torch {torch.__version__}, {header['threads']} threads, "
           f"load {os.getloadavg()[0]:.2f}")
     reference, runs = (earlier_runs(args.json, header, args.reference_seeds, args.seeds) if args.append
                        else ([], []))
@@ -175,7 +177,7 @@ def main() -> None:
             write_json(args.json, {**header, "reference": reference, "runs": runs})
 
     for seed in args.reference_seeds:
-        reference.append({**train_reference(data, seed, AIRBENCH94_EPOCHS, curve=not args.no_curve), **sitting})
+        reference.append({**train_reference(data, seed, AIRBENCH94_EPOCHS, not args.no_curve, args.device), **sitting})
         print(f"reference seed {seed} (airbench94's recipe, the single-script loop, {reference[-1]['precision']}): "
               f"test accuracy {reference[-1]['acc']:.4f} in {reference[-1]['wall_s']:.1f} s wall", flush=True)
         save()

@@ -57,27 +57,29 @@ RECIPE = Recipe(optimizer="sgd", lr=1.5, momentum=0.85, weight_decay=2e-3 / 1.5,
 
 def network(x: torch.Tensor, channels_last: bool, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    model = zoo.create("airnet", widths=WIDTHS)
+    model = zoo.create("airnet", widths=WIDTHS).to(x.device)
     model.data_init(x[:5000])
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def reference_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epoch: int, precision: str,
                     channels_last: bool, steps_per_epoch: int, state: dict) -> float:
-    """One epoch of the single-script loop; returns its seconds (the loss is read once, at the end)."""
-    batch = RECIPE.batch_size
+    """One epoch of the single-script loop on the images' device; returns its seconds (the loss is read
+    once, at the end: the epoch's one host sync, which also waits for a GPU's queued work)."""
+    batch, device = RECIPE.batch_size, images.device
     t0 = time.perf_counter()
-    flipped = torch.where((torch.arange(len(images)) % 2 == epoch % 2).view(-1, 1, 1, 1), images.flip(-1), images)
+    odd = (torch.arange(len(images), device=device) % 2 == epoch % 2).view(-1, 1, 1, 1)
+    flipped = torch.where(odd, images.flip(-1), images)
     padded = nn.functional.pad(flipped, (2, 2, 2, 2), mode="reflect")  # the whole epoch, once
-    order = torch.randperm(len(images), generator=state["gen"])
+    order = torch.randperm(len(images), generator=state["gen"], device=device)
     model.train()
-    total = torch.zeros(())
+    total = torch.zeros((), device=device)
     for start in range(0, len(order) - batch + 1, batch):
         idx = order[start:start + batch]
         x = _translate(padded[idx], state["gen"])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast("cpu", precision):
+        with autocast(device.type, precision):
             loss = nn.functional.cross_entropy(model(x), labels[idx], label_smoothing=RECIPE.label_smoothing)
         state["opt"].zero_grad(set_to_none=True)
         loss.backward()
@@ -95,8 +97,8 @@ def reference_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 def _translate(padded: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random 2-px translations cut from a 36x36 padded batch by masks: one slice per (dy, dx) pair."""
     n = len(padded)
-    shifts = torch.randint(0, 5, (n, 2), generator=gen)
-    out = torch.empty(n, padded.shape[1], 32, 32, dtype=padded.dtype)
+    shifts = torch.randint(0, 5, (n, 2), generator=gen, device=padded.device)
+    out = torch.empty(n, padded.shape[1], 32, 32, dtype=padded.dtype, device=padded.device)
     for dy in range(5):
         for dx in range(5):
             mask = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
@@ -128,26 +130,29 @@ def reference_state(model: nn.Module, steps_per_epoch: int, epochs: float = RECI
     warm = int(0.23 * total)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.2 + 0.8 * s / warm if s < warm else max(0.0, (total - s) / (total - warm)))
-    return {"opt": opt, "sched": sched, "step": 0, "total": total, "gen": torch.Generator().manual_seed(seed)}
+    gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+    return {"opt": opt, "sched": sched, "step": 0, "total": total, "gen": gen}
 
 
-def train_reference(data, seed: int, epochs: float = AIRBENCH94_EPOCHS, curve: bool = False) -> dict:
+def train_reference(data, seed: int, epochs: float = AIRBENCH94_EPOCHS, curve: bool = False,
+                    device: str = "cpu") -> dict:
     """airbench94's own recipe, end to end, by the reference loop: wall clock from "data in memory" to the
     test accuracy with flip + translate TTA (per-epoch curve evaluations, when asked for, are not counted)."""
-    fast = choose("auto", None, "cpu")
+    fast = choose("auto", None, device)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     mean, std = channel_stats(data.x_train)
-    images = _normalised(data.x_train, mean, std)
+    images = _normalised(data.x_train.to(device), mean, std)
+    labels = data.y_train.to(device)
     model = network(images, fast.channels_last, seed)
     steps = len(images) // RECIPE.batch_size
     state = reference_state(model, steps, epochs, seed)
-    test = DeviceLoader(data.x_test, data.y_test, batch_size=500, mean=mean, std=std,
+    test = DeviceLoader(data.x_test, data.y_test, batch_size=500, mean=mean, std=std, device=device,
                         channels_last=fast.channels_last)
     untimed, points = 0.0, []
     for epoch in range(math.ceil(epochs)):
         model.whiten.bias.requires_grad_(epoch < WHITEN_BIAS_EPOCHS)
-        reference_epoch(model, images, data.y_train, epoch, fast.precision, fast.channels_last, steps, state)
+        reference_epoch(model, images, labels, epoch, fast.precision, fast.channels_last, steps, state)
         if curve:
             t = time.perf_counter()
             points.append((epoch + 1, t - t0 - untimed, accuracy(model, test, "fp32", RECIPE.tta)))
@@ -165,8 +170,8 @@ def train_reference(data, seed: int, epochs: float = AIRBENCH94_EPOCHS, curve: b
 
 def _normalised(x_u8: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 NHWC -> normalised float NCHW, once, resident (the single-script way)."""
-    return ((x_u8.permute(0, 3, 1, 2).float() / 255 - torch.tensor(mean).view(1, 3, 1, 1))
-            / torch.tensor(std).view(1, 3, 1, 1))
+    mean, std = (torch.tensor(v, device=x_u8.device).view(1, 3, 1, 1) for v in (mean, std))
+    return (x_u8.permute(0, 3, 1, 2).float() / 255 - mean) / std
 
 
 def prepared(data, n: int, epochs: int) -> dict:
