@@ -37,6 +37,7 @@ from torch import nn
 
 from benchmark.machine import contended, load_average
 from benchmark.onnx_export import SPINNING, ort_session
+from benchmark.timings import same_device
 
 PROTOCOL = (
     "fp32 eval; same intra-op threads for both runtimes; torch.inference_mode vs ORT_ENABLE_ALL "
@@ -162,8 +163,9 @@ def time_both(model: nn.Module, onnx_path: Path | None, input_size: int, threads
     if ort_times is not None:
         result["ort_providers"] = session.get_providers()  # CPU only, unless onnxruntime-gpu is installed
         result["ort_device"] = "cuda" if result["ort_providers"][0] == "CUDAExecutionProvider" else "cpu"
-        result["speedup_batch1"] = torch_times["batch1_ms"]["p50"] / ort_times["batch1_ms"]["p50"]
-        result["speedup_batch"] = ort_times["batch_images_per_s"] / torch_times["batch_images_per_s"]
+        if same_device(result):  # a GPU against a CPU is no speed-up of one runtime over the other
+            result["speedup_batch1"] = torch_times["batch1_ms"]["p50"] / ort_times["batch1_ms"]["p50"]
+            result["speedup_batch"] = ort_times["batch_images_per_s"] / torch_times["batch_images_per_s"]
     return result
 
 

@@ -94,6 +94,20 @@ def read_timings(results: Path, warn: Any = None) -> list[dict[str, Any]]:
     return sorted(found, key=lambda d: str(d.get("measured_at", "")))
 
 
+def same_device(timing: dict[str, Any] | None) -> bool:
+    """Whether both runtimes ran on one kind of device. On a GPU machine whose onnxruntime has no CUDA provider,
+    PyTorch ran on the GPU and ONNX Runtime on the CPU: both figures stand, their ratio compares nothing."""
+    if not timing:
+        return False
+    return str(timing.get("device", "cpu")).split(":")[0] == timing.get("ort_device", "cpu")
+
+
+def speedup(timing: dict[str, Any] | None, kind: str = "batch1") -> float | None:
+    """ONNX Runtime's speed-up over PyTorch (`kind`: "batch1" or "batch"), None where it was not measured or
+    the two ran on different devices (records written before `time_both` checked that carry one anyway)."""
+    return timing.get(f"speedup_{kind}") if timing and same_device(timing) else None
+
+
 def quotable(timing: dict[str, Any] | None) -> bool:
     """A timing that was measured uncontended (older records without the flag: judged by their load)."""
     if not timing:

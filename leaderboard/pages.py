@@ -11,9 +11,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmark.timings import quotable
+from benchmark.timings import quotable, speedup
 from leaderboard import plots
-from leaderboard.records import dig
+from leaderboard.records import dig, timing_devices
 from zoo.files import inside
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -47,6 +47,7 @@ def entry_context(row: dict[str, Any], records: list[dict[str, Any]], site: Path
         "samples": _samples(rep, classes, sample_images),
         "sample_note": sample_note,
         "timing": rep["timing"], "timing_ok": quotable(rep["timing"]), "machine_timings": machine_timings,
+        "timing_devices": timing_devices(rep["timing"]),
         "onnx": rep["onnx"], "fast_path": rep["fast_path"] or {},
         "environment": rep["environment"] or {}, "env_differs": _differing(records, "environment"),
         "training": rep["training"] or {}, "durations": rep["durations"] or {},
@@ -63,7 +64,7 @@ def _seed_row(r: dict[str, Any]) -> dict[str, Any]:
         "stop_reason": dig(r, "training", "stop_reason"), "train_s": dig(r, "durations", "train_s"),
         "torch_ms": dig(r, "timing", "torch", "batch1_ms", "p50"),
         "ort_ms": dig(r, "timing", "onnxruntime", "batch1_ms", "p50"),
-        "speedup": dig(r, "timing", "speedup_batch1"), "timing_ok": quotable(r["timing"]),
+        "speedup": speedup(r["timing"]), "timing_ok": quotable(r["timing"]),
         "finished_at": r["finished_at"], "command": r["command"],
         "weights": r["weights"], "sweep": r["sweep"],
     }

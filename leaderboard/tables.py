@@ -42,12 +42,15 @@ def leaderboard_table(runs: pd.DataFrame, timings: dict[str, dict[str, Any]] | N
         test_loss=("test_loss", "mean"), params=("params", "first"), flops=("flops", "first"),
         torch_ms=("torch_ms", "mean"), ort_ms=("ort_ms", "mean"), train_s=("train_s", "mean"),
         data_source=("data_source", "first"), lossy=("lossy", "first"), timed=("timed", "any"),
+        devices=("timing_devices", "max"),
     ).reset_index()
     table["params"], table["flops"] = table["params"].astype("Int64"), table["flops"].astype("Int64")
-    table["timing"] = ["bench" if pd.notna(t) else ("contended" if timed else "none")
-                       for t, timed in zip(table["torch_ms"], table["timed"])]
+    table["timing"] = [("bench" + (f": {d}" if d else "")) if pd.notna(t) else ("contended" if timed else "none")
+                       for t, timed, d in zip(table["torch_ms"], table["timed"], table["devices"])]
     _apply_timings(table, timings or {})
-    table["speedup"] = [speedup([t], [o]) for t, o in zip(table["torch_ms"], table["ort_ms"])]  # of the means
+    # of the means; none where the runtimes ran on different devices (a GPU against a CPU is no speed-up)
+    table["speedup"] = [speedup([t], [o]) if not timing.startswith("bench: ") else None
+                        for t, o, timing in zip(table["torch_ms"], table["ort_ms"], table["timing"])]
     table["diff_pts"] = (table["acc_mean"] - table["reported_acc"]) * 100
     failed = runs[runs["status"] != "ok"].groupby(GROUP, dropna=False).size()
     table["failed"] = [int(failed.get(tuple(k), 0)) for k in table[GROUP].itertuples(index=False)]

@@ -164,6 +164,25 @@ def test_entry_page_shows_provenance_data_command_and_timing(demo):
     assert "smoke profile: a seconds-long run for tests and CI; its numbers mean nothing." in smoke
 
 
+def test_a_gpu_run_timed_against_a_cpu_onnx_runtime_quotes_both_latencies_and_no_speedup(tmp_path):
+    """On a GPU machine whose onnxruntime has no CUDA provider, PyTorch ran on the GPU and ONNX Runtime on the
+    CPU: the index and the entry page keep both latencies, say where each ran, and quote no speed-up."""
+    for seed in (0, 1):
+        write_record(tmp_path / "results", make_record("net003-norm", seed, "full", timing={
+            "device": "cuda", "ort_device": "cpu", "ort_providers": ["CPUExecutionProvider"]}))
+    write_record(tmp_path / "results", make_record("tinyvgg-norm", 0, "full"))
+    out = build_site(tmp_path / "results", tmp_path / "site").out
+    rows = {r["entry"]: r for r in json.loads((out / "leaderboard.json").read_text())}
+    gpu, cpu = rows["net003-norm"], rows["tinyvgg-norm"]
+    assert gpu["speedup"] is None and gpu["torch_ms"] > 0 and gpu["ort_ms"] > 0
+    assert gpu["timing"] == "bench: PyTorch on cuda, ONNX Runtime on cpu"
+    assert cpu["timing"] == "bench" and cpu["speedup"] == pytest.approx(cpu["torch_ms"] / cpu["ort_ms"])
+    page = (out / "entries" / "net003-norm--full.html").read_text()
+    assert "PyTorch on cuda, ONNX Runtime on cpu: both figures stand" in page and "Speed-up of ONNX" not in page
+    assert "<td>PyTorch eager on cuda</td>" in page and "<td>ONNX Runtime on cpu</td>" in page
+    assert "Speed-up of ONNX" in (out / "entries" / "tinyvgg-norm--full.html").read_text()
+
+
 def test_downloads_hold_the_index_table(demo):
     _, site, _ = demo
     csv = pd.read_csv(site / "leaderboard.csv")

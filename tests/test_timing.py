@@ -152,6 +152,17 @@ def test_time_both_is_the_records_timing_section(tiny_onnx):
                                        / timing["torch"]["batch_images_per_s"])
 
 
+@pytest.mark.parametrize(("device", "ort_device", "same"), [("cpu", "cpu", True), ("cuda", "cuda", True),
+                                                         ("cuda:0", "cuda", True), ("cuda", "cpu", False)])
+def test_a_speedup_is_quoted_only_between_runtimes_on_one_kind_of_device(device, ort_device, same):
+    from benchmark.timings import same_device, speedup
+
+    timing = {"device": device, "ort_device": ort_device, "speedup_batch1": 0.64, "speedup_batch": 0.011}
+    assert same_device(timing) is same
+    assert speedup(timing) == (0.64 if same else None) and speedup(timing, "batch") == (0.011 if same else None)
+    assert speedup(None) is None and not same_device(None)
+
+
 def test_time_both_without_an_onnx_file():
     timing = time_both(ThreadSpy().eval(), None, 16, threads=1, budget=TINY)
     check_runtime_timing(timing["torch"], TINY)
