@@ -148,14 +148,21 @@ def curves(histories: dict[int, list[dict[str, Any]]], path: Path) -> None:
     _save(fig, path)
 
 
+def time_unit(longest_s: float) -> tuple[int, str]:
+    """(seconds per unit, unit name) for a time axis reaching `longest_s`: a GPU's whole run is seconds, a
+    CPU's tens of minutes, and each should read in its own unit."""
+    return (60, "minutes") if longest_s >= 120 else (1, "seconds")
+
+
 def time_to_accuracy(curves: dict[int, list[list[float]]], path: Path) -> None:
     """Test accuracy against training seconds, one line per seed ([epoch, seconds, accuracy] points)."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
+    scale, unit = time_unit(max((p[1] for points in curves.values() for p in points), default=0.0))
     for i, (seed, points) in enumerate(sorted(curves.items())):
         _, seconds, acc = zip(*points)
-        ax.plot(np.array(seconds) / 60, np.array(acc) * 100, "-", marker=".", color=PALETTE[i % len(PALETTE)],
+        ax.plot(np.array(seconds) / scale, np.array(acc) * 100, "-", marker=".", color=PALETTE[i % len(PALETTE)],
                 label=f"seed {seed}")
-    ax.set(xlabel="training time (minutes)", ylabel="test accuracy, with TTA (%)", title="Time to accuracy")
+    ax.set(xlabel=f"training time ({unit})", ylabel="test accuracy, with TTA (%)", title="Time to accuracy")
     ax.legend(loc="lower right")
     _margins(fig, left=0.6, right=0.2, top=0.3, bottom=0.5)
     _save(fig, path)

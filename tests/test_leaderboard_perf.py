@@ -129,6 +129,30 @@ def test_a_second_hosts_measurements_get_their_own_sections(tmp_path):
     assert "this host's probe chose: fp32, channels_last." in text
 
 
+def test_a_gpu_flagship_is_titled_by_its_gpu_and_reproduced_on_its_device(tmp_path):
+    demo_results(tmp_path / "results")
+    perf = write_perf(tmp_path / "results")
+    gpu = {**perf["flagship"], "device": "cuda", "gpu": "Test GPU 9000",
+           "runs": [{"seed": 0, "acc": 0.907, "wall_s": 3.7, "train_s": 2.9, "curve": [[1, 0.4, 0.65], [2, 2.9, 0.9]]}],
+           "reference": [{"seed": 0, "acc": 0.903, "wall_s": 5.8, "epochs": 9.9, "curve": []}]}
+    (tmp_path / "results" / "perf" / "flagship-cuda.json").write_text(json.dumps(gpu), encoding="utf-8")
+    out = build_site(tmp_path / "results", tmp_path / "site").out
+    page, text = _parse(out / "performance.html"), (out / "performance.html").read_text(encoding="utf-8")
+    assert "time to accuracy, Test GPU 9000</h2>" in text and "device <code>cuda</code> (Test GPU 9000)" in text
+    assert "perf_flagship.py --device cuda --json results/perf/flagship-cuda.json" in text
+    assert "perf_flagship.py --json results/perf/flagship.json" in text  # a CPU file's command names no device
+    assert page.ids["flagship-cuda-ratio"].strip() == "0.64× the time"  # 3.7 / 5.8
+    assert (out / "assets/perf/flagship-cuda.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(("longest", "unit"), [(2.9, (1, "seconds")), (119.0, (1, "seconds")),
+                                               (120.0, (60, "minutes")), (3000.0, (60, "minutes"))])
+def test_a_time_axis_reads_in_seconds_for_a_gpu_run_and_minutes_for_a_cpu_one(longest, unit):
+    from leaderboard.plots import time_unit
+
+    assert time_unit(longest) == unit
+
+
 def test_engine_against_the_single_script_loop(site):
     page = _parse(site / "performance.html")
     assert page.tables["reference-table"][1:] == [["Test CPU, 2 cores", "fp32, channels_last", "4096", "2", "100.0",
