@@ -102,6 +102,13 @@ def same_device(timing: dict[str, Any] | None) -> bool:
     return str(timing.get("device", "cpu")).split(":")[0] == timing.get("ort_device", "cpu")
 
 
+def timing_devices(timing: dict[str, Any] | None) -> str:
+    """"" where both runtimes ran on the CPU (the usual case, said nowhere), else where each ran."""
+    if not timing or (timing.get("device", "cpu") == "cpu" and timing.get("ort_device", "cpu") == "cpu"):
+        return ""
+    return f"PyTorch on {timing.get('device')}, ONNX Runtime on {timing.get('ort_device', 'cpu')}"
+
+
 def speedup(timing: dict[str, Any] | None, kind: str = "batch1") -> float | None:
     """ONNX Runtime's speed-up over PyTorch (`kind`: "batch1" or "batch"), None where it was not measured or
     the two ran on different devices (records written before `time_both` checked that carry one anyway)."""

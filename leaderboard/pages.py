@@ -11,9 +11,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmark.timings import quotable, speedup
+from benchmark.timings import quotable, speedup, timing_devices
 from leaderboard import plots
-from leaderboard.records import dig, timing_devices
+from leaderboard.records import dig
 from zoo.files import inside
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from benchmark.schema import REQUIRED, SCHEMA_VERSION, upgrade, validate
 from benchmark.summary import best_val_accuracy
-from benchmark.timings import quotable, speedup
+from benchmark.timings import quotable, same_device, speedup, timing_devices
 from zoo.errors import CifarzooError
 
 # nested keys an ok record needs (the schema's validate() checks only the top level and test); a failed
@@ -203,13 +203,6 @@ def _not_records(name: str) -> bool:
     return parts[0] in ("perf", "timings") or any(part.startswith(".") for part in parts)
 
 
-def timing_devices(timing: dict[str, Any] | None) -> str:
-    """"" where both runtimes ran on the CPU (the usual case, said nowhere), else where each ran."""
-    if not timing or (timing.get("device", "cpu") == "cpu" and timing.get("ort_device", "cpu") == "cpu"):
-        return ""
-    return f"PyTorch on {timing.get('device')}, ONNX Runtime on {timing.get('ort_device', 'cpu')}"
-
-
 def dig(record: Any, *keys: str | int) -> Any:
     """record[k1][k2]... or None where any level is missing or null."""
     for key in keys:
@@ -244,6 +237,7 @@ def flatten(record: dict[str, Any], file: str = "") -> dict[str, Any]:
         "ort_ms": dig(r, "timing", "onnxruntime", "batch1_ms", "p50"),
         "speedup": speedup(r["timing"]),
         "timing_devices": timing_devices(r["timing"]),
+        "cross_device": bool(r["timing"]) and not same_device(r["timing"]),
         "timed": r["timing"] is not None, "timing_ok": quotable(r["timing"]),
         "train_s": dig(r, "durations", "train_s"), "total_s": dig(r, "durations", "total_s"),
         "epochs_run": dig(r, "training", "epochs_run"), "best_epoch": dig(r, "training", "best_epoch"),

@@ -42,15 +42,16 @@ def leaderboard_table(runs: pd.DataFrame, timings: dict[str, dict[str, Any]] | N
         test_loss=("test_loss", "mean"), params=("params", "first"), flops=("flops", "first"),
         torch_ms=("torch_ms", "mean"), ort_ms=("ort_ms", "mean"), train_s=("train_s", "mean"),
         data_source=("data_source", "first"), lossy=("lossy", "first"), timed=("timed", "any"),
-        devices=("timing_devices", "max"),
+        devices=("timing_devices", "max"), cross_device=("cross_device", "any"),
     ).reset_index()
     table["params"], table["flops"] = table["params"].astype("Int64"), table["flops"].astype("Int64")
     table["timing"] = [("bench" + (f": {d}" if d else "")) if pd.notna(t) else ("contended" if timed else "none")
                        for t, timed, d in zip(table["torch_ms"], table["timed"], table["devices"])]
     _apply_timings(table, timings or {})
     # of the means; none where the runtimes ran on different devices (a GPU against a CPU is no speed-up)
-    table["speedup"] = [speedup([t], [o]) if not timing.startswith("bench: ") else None
-                        for t, o, timing in zip(table["torch_ms"], table["ort_ms"], table["timing"])]
+    table["speedup"] = [None if cross and timing.startswith("bench") else speedup([t], [o])
+                        for t, o, timing, cross in zip(table["torch_ms"], table["ort_ms"], table["timing"],
+                                                       table["cross_device"])]
     table["diff_pts"] = (table["acc_mean"] - table["reported_acc"]) * 100
     failed = runs[runs["status"] != "ok"].groupby(GROUP, dropna=False).size()
     table["failed"] = [int(failed.get(tuple(k), 0)) for k in table[GROUP].itertuples(index=False)]
