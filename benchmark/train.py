@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.attention import fp32_attention
 from benchmark.convgrad import unfold_conv_grads
 from benchmark.cpumemory import keep_freed_memory
 from benchmark.dropout import fast_dropout
@@ -217,6 +218,7 @@ class TrainState:
         self.optimizer, self.fused = build_optimizer(model, recipe)
         self.fast_dropout = False  # dropout masks drawn by benchmark.dropout (set by `fit`)
         self.memory_kept = False  # glibc keeps freed blocks for reuse (benchmark.cpumemory; set by `fit`)
+        self.fp32_attention = False  # fused attention in fp32 under bf16 autocast (benchmark.attention)
         self.unfolded_convs = 0  # convolutions whose weight gradient went by unfold (benchmark.convgrad)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(recipe, s, steps_per_epoch))
@@ -350,6 +352,9 @@ def fit(
     with contextlib.ExitStack() as swaps:
         state.fast_dropout = eager_cpu and swaps.enter_context(fast_dropout(model)) > 0
         convs = swaps.enter_context(unfold_conv_grads(model)) if eager_cpu else None
+        # after fast_dropout, which turns the fused path off where attention has dropout
+        bf16_cpu = eager_cpu and fast.precision == "bf16"
+        state.fp32_attention = bf16_cpu and swaps.enter_context(fp32_attention(model)) > 0
         while state.epoch < recipe.max_epochs and not state.stop_reason:
             state.epoch += 1
             row = train_epoch(state, step_model, train, criterion, recipe, device)
@@ -449,7 +454,7 @@ def _result(state: TrainState, recipe: Recipe, selected_on_val: bool) -> FitResu
         fast_path={"device_resident": True, "precision": fast.precision, "bf16": fast.precision == "bf16",
                    "channels_last": fast.channels_last, "compile": recipe.compile, "fused_optimizer": state.fused,
                    "fast_dropout": state.fast_dropout, "freed_memory_kept": state.memory_kept,
-                   "unfolded_conv_grads": state.unfolded_convs,
+                   "unfolded_conv_grads": state.unfolded_convs, "fp32_attention": state.fp32_attention,
                    "chosen_by": fast.source, "probe": fast.probe},
     )
 
