@@ -24,15 +24,20 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 
+def _up(a: Any) -> Any:
+    return a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+
+
 class _Fp32Attention(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        if func is not F.scaled_dot_product_attention or args[0].dtype != torch.bfloat16:
+        query = args[0] if args else kwargs.get("query")
+        if func is not F.scaled_dot_product_attention or query.dtype != torch.bfloat16:
             return func(*args, **kwargs)
-        dtype = args[0].dtype
+        # every floating input goes up, by position or keyword (a float attn_mask must match the query)
         with torch.autocast("cpu", enabled=False):
-            up = [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
-            return func(*up, **kwargs).to(dtype)
+            out = func(*map(_up, args), **{k: _up(v) for k, v in kwargs.items()})
+        return out.to(torch.bfloat16)
 
 
 def fused_attention_modules(model: nn.Module) -> int:

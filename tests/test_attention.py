@@ -28,6 +28,15 @@ def test_bf16_attention_is_computed_in_fp32_and_handed_back_in_bf16() -> None:
     assert not torch.equal(plain, out)  # so the mode did change which kernel ran
 
 
+def test_keyword_inputs_and_a_float_mask_go_up_together() -> None:
+    q, k, v = _qkv(torch.bfloat16)
+    mask = torch.randn(17, 17).to(torch.bfloat16)
+    with _Fp32Attention():
+        out = F.scaled_dot_product_attention(query=q, key=k, value=v, attn_mask=mask)
+    exact = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask.float())
+    assert torch.equal(out, exact.to(torch.bfloat16))
+
+
 def test_fp32_inputs_and_other_functions_pass_through() -> None:
     q, k, v = _qkv(torch.float32)
     with _Fp32Attention():
