@@ -1,6 +1,7 @@
 """Profiles name the compute budget of a run; the profile is part of every record and table.
 
-- smoke: seconds per entry; for tests and CI. Numbers are meaningless beyond "it learns".
+- smoke: seconds per entry; for tests and CI. Numbers are meaningless beyond "it learns". The two networks
+  far heavier than the rest run as smaller instances of the same architecture (`Profile.small`).
 - quick: a CPU budget: the whole zoo on the real data in under an hour on a 2-core CPU. A balanced
   subset of the train split, two epochs, the full 10,000-image test split. Sized from measured
   bf16 training speed on a 2-core AMD EPYC: ~190 GFLOP/s per core for the CNNs, so ResNet-12 at the
@@ -10,7 +11,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from zoo.errors import unknown_name
 from zoo.recipe import Recipe
@@ -29,6 +31,9 @@ class Profile:
     timing: str  # benchmark.timing budget preset: "smoke", "quick" or "full"
     seeds: tuple[int, ...]  # default seeds for `bench`
     description: str
+    # architecture -> keyword arguments of a smaller instance this profile runs instead of the entry's own
+    # (the record's arch_kwargs say so; publishing and local selection never take such a run)
+    small: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def apply(self, recipe: Recipe) -> Recipe:
         """The recipe this profile actually runs (stored in the record)."""
@@ -49,10 +54,13 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     # smoke is sized for CI: two steps an epoch of small batches, since a smoke record only shows that an entry
     # runs end to end; the report-width ResNet-12 (2.9 GFLOP per image) was half of the whole-zoo smoke bench's
-    # training at 128 images (57 s of 101, one thread, AVX2 host)
+    # training at 128 images (57 s of 101, one thread, AVX2 host). Even so the ResNet-12 pair was 186 s of the
+    # whole-zoo smoke bench's 462 on a Zen 1 VM, 40 %: smoke runs it at hidden 32 (1/16 of the FLOPs), and
+    # vit002 with 4 of its 20 heads (its attention over 257 tokens was the next largest item)
     "smoke": Profile("smoke", 64, 32, 100, 2, 32, 64, 50, "smoke", (0,),
                      "64 training images, 2 epochs, batches of at most 32, inputs at most 64 px, 100 test images "
-                     "(ONNX parity on 50 of them): seconds."),
+                     "(ONNX parity on 50 of them), ResNet-12 at hidden 32 and vit002 with 4 heads: seconds.",
+                     small={"resnet12": {"hidden": 32}, "vit002": {"num_heads": 4}}),
     "quick": Profile("quick", 5_000, 1_000, None, 2, None, 64, 1_000, "quick", (0,),
                      "5,000 training images (balanced), 1,000 validation, 2 epochs at most, inputs at most "
                      "64 px, full test split (ONNX parity on a balanced 1,000 of it): about a minute per entry "

@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+import zoo
 from benchmark.data import Dataset
-from benchmark.records import read_record
+from benchmark.records import read_record, runs_entrys_network
 from benchmark.verify import block_metrics
 from zoo import published
 from zoo.errors import CifarzooError
@@ -28,12 +29,14 @@ FP16_TOLERANCE = 0.0005  # test accuracy, fraction: 0.05 points
 
 
 def finished_records(results: Path, entry: str, fingerprint: str, profile: str = "full") -> list[dict[str, Any]]:
-    """The finished records of `entry` at `profile` on the data with `fingerprint`, by seed."""
+    """The finished records of `entry` at `profile` on the data with `fingerprint`, by seed; only runs of the
+    entry's own network (not a sweep's, nor a smoke profile's smaller instance)."""
+    own = zoo.get_entry(entry).arch_kwargs
     found = []
     for path in sorted(Path(results).rglob(f"{entry}--{profile}--s*.json")):
         record = read_record(path)
         if (record["status"] == "ok" and record["entry"]["name"] == entry and not record["sweep"]
-                and record["data"]["fingerprint"] == fingerprint):
+                and runs_entrys_network(record, own) and record["data"]["fingerprint"] == fingerprint):
             found.append(record)
     return sorted(found, key=lambda r: r["seed"])
 
@@ -58,7 +61,6 @@ def publish(entry: str, results: Path, data: Dataset, *, folder: Path | None = N
             default: bool = True, profile: str = "full") -> Weights:
     """Publish `entry`'s best-on-validation `full` run on `data` into `folder` (default: the package's);
     returns its record. `profile` other than full is for tests."""
-    import zoo
     from benchmark.evaluate import evaluate_model
     from zoo.weights import store_dir
 

@@ -23,6 +23,12 @@ def run_id(entry: str, recipe: dict[str, Any], arch_kwargs: dict[str, Any], seed
     return f"{entry}--{profile}--s{seed}--{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
+def runs_entrys_network(record: dict[str, Any], arch_kwargs: dict[str, Any]) -> bool:
+    """Did `record` run the network of an entry with these `arch_kwargs` (not a sweep's or a smoke profile's
+    other instance)? Compared as JSON, as the record stores them (a tuple of widths is a list there)."""
+    return record["entry"]["arch_kwargs"] == json.loads(json.dumps(arch_kwargs, default=str))
+
+
 def record_path(results: Path, rid: str) -> Path:
     return results / f"{rid}.json"
 

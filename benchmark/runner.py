@@ -98,7 +98,7 @@ def prepare(entry_name: str, seed: int, profile_name: str, data: Dataset, *,
     check_classes(entry, data)  # refused before any run starts
     profile = get_profile(profile_name)
     recipe = profile.apply(entry.recipe.replace(**(recipe_overrides or {})))
-    arch_kwargs = {**entry.arch_kwargs, **(arch_overrides or {})}
+    arch_kwargs = {**entry.arch_kwargs, **profile.small.get(entry.architecture, {}), **(arch_overrides or {})}
     rid = run_id(entry.name, recipe.to_dict(), arch_kwargs, seed, profile.name, data.fingerprint)
     return Run(entry, recipe, arch_kwargs, seed, profile, rid, sweep)
 

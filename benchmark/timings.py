@@ -15,6 +15,7 @@ all), else the bench record's own timing if it was uncontended, else "contended"
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import tempfile
@@ -64,15 +65,17 @@ def retime(results: Path, records: list[dict[str, Any]], *, budget: str = "full"
 def _network(record: dict[str, Any]) -> tuple[Any, int]:
     """The record's network with its stored weights where the store has them (timing needs only the shape)."""
     import zoo
+    from benchmark.records import runs_entrys_network
     from zoo.hub import build
     from zoo.weights import store_dir
 
     entry = zoo.get_entry(record["entry"]["name"])
     size = record["recipe"]["input_size"]
     weights = store_dir() / (record["weights"] or {}).get("file", "-")
-    if weights.is_file() and record["entry"]["arch_kwargs"] == entry.arch_kwargs:
+    if weights.is_file() and runs_entrys_network(record, entry.arch_kwargs):
         return zoo.load(entry.name, weights=str(weights)), size
-    return build(entry).eval(), size
+    # the network the record ran: a sweep's or a smoke profile's instance may differ from the entry's own
+    return build(dataclasses.replace(entry, arch_kwargs=record["entry"]["arch_kwargs"])).eval(), size
 
 
 def read_timings(results: Path, warn: Any = None) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from helpers import DEFAULT_EXPORTER_ENV
 from helpers import cifarzoo as run_cli
 
 import zoo
+from benchmark.modelstats import count_params
+from benchmark.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +64,11 @@ def test_bench_all_smoke_records_every_entry(whole_zoo):
         assert rec["onnx"]["exporter"] == ("torchscript" if rec["entry"]["family"] == "rnn" else "dynamo"), name
         assert rec["onnx"]["n_images"] == 50  # the smoke profile's parity share
         assert rec["onnx"]["max_abs_diff"] < 5e-3, (name, rec["onnx"])  # fp32 both sides: rounding (<= 3e-4 seen)
+    for name in ("resnet12-aug", "resnet12-norm", "vit002-norm"):  # smoke's smaller instances, as the record says
+        rec = by_entry[name]
+        small = get_profile("smoke").small[rec["entry"]["architecture"]]
+        assert rec["entry"]["arch_kwargs"] == small
+        assert rec["model"]["params"] == count_params(zoo.create(rec["entry"]["architecture"], **small))
     assert (out / "site" / "index.html").exists()
     assert "leaderboard:" in first.stdout and "test acc" in first.stdout
     print(f"bench --all --profile smoke on synthetic: {seconds:.0f}s")
@@ -181,6 +188,19 @@ def test_a_records_test_accuracy_is_its_onnx_exports(whole_zoo, bench_env, tmp_p
     logits = session.run(None, {session.get_inputs()[0].name: x})[0]
     onnx_acc = float((logits.argmax(1) == data.y_test[idx].numpy()).mean())
     assert onnx_acc == rec["test"]["accuracy"]
+
+
+def test_a_smoke_run_of_a_smaller_instance_is_never_published(whole_zoo, bench_env, monkeypatch, tmp_path):
+    from benchmark.data import load_dataset
+    from benchmark.publish import publish
+    from zoo import published
+
+    out, _, _ = whole_zoo
+    monkeypatch.setenv("CIFARZOO_HOME", bench_env["CIFARZOO_HOME"])
+    monkeypatch.setattr(published, "FOLDER", tmp_path / "package")
+    with pytest.raises(zoo.CifarzooError, match="no finished smoke-profile record of 'resnet12-aug'"):
+        publish("resnet12-aug", out / "results", load_dataset("synthetic"), profile="smoke")
+    assert not (tmp_path / "package").exists()
 
 
 def test_publish_picks_the_seed_on_validation_and_loads_back_its_own_score(tmp_path, bench_env, monkeypatch):

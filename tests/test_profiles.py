@@ -38,3 +38,23 @@ def test_smoke_caps_epochs_batch_and_input_size():
 def test_unknown_profile_is_one_clear_error():
     with pytest.raises(CifarzooError, match=r"unknown profile 'fast'; closest names: .*"):
         get_profile("fast")
+
+
+def test_smoke_runs_the_two_heaviest_networks_smaller_and_the_run_says_so():
+    from benchmark.data import load_dataset
+    from benchmark.modelstats import flops_per_image
+    from benchmark.runner import prepare
+
+    data = load_dataset("synthetic")
+    assert prepare("resnet12-aug", 0, "smoke", data).arch_kwargs == {"hidden": 32}
+    assert prepare("vit002-norm", 0, "smoke", data).arch_kwargs == {"num_heads": 4}
+    assert prepare("tinyvgg-aug", 0, "smoke", data).arch_kwargs == {}  # the rest run as the report built them
+    assert prepare("resnet12-aug", 0, "quick", data).arch_kwargs == {}  # quick and full: the entry's own network
+    # a sweep's choice is the run's
+    assert prepare("resnet12-aug", 0, "smoke", data, arch_overrides={"hidden": 64}).arch_kwargs == {"hidden": 64}
+    # the run id follows the network: a smoke run is never taken for one of the report's network
+    assert (prepare("resnet12-aug", 0, "smoke", data).run_id
+            != prepare("resnet12-aug", 0, "smoke", data, arch_overrides={"hidden": 128}).run_id)
+    full = flops_per_image(zoo.create("resnet12"))
+    assert flops_per_image(zoo.create("resnet12", hidden=32)) < full / 12  # 1/16 but for the head
+    assert flops_per_image(zoo.create("vit002", num_heads=4)) < flops_per_image(zoo.create("vit002")) / 2
