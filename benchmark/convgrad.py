@@ -21,6 +21,13 @@ the same shape, smaller: ResNet-18's 512 -> 512 3x3 on the 1x1 map 9.6 ms by one
 rule takes the faster way for every 3x3 shape there too, and the weight gradients of ResNet-18's step go
 from 65 to 34 ms.
 
+One shape needs no convolution at all: an output of one pixel whose window holds the whole input map (ResNet-18's
+layer4 at 32 px: a 3x3 kernel, padding 1, on a 1x1 or, at stride 2, a 2x2 map). Every other tap of the kernel
+meets zero padding, so the layer is exactly one matmul of the flattened input with the taps that meet it
+(the centre tap on a 1x1 map): 1/9 of the work oneDNN does forward, for the input gradient and by unfold for the
+weight's, whose other taps get exactly zero gradient either way. ResNet-18 trains 13-16 % faster for it (bf16,
+Zen 4, 2 threads, in-process A/B); sums in another order, so not bit-identical to the convolution.
+
 `unfold_conv_grads(model)` is a context manager for a training loop on the CPU in fp32 or under bf16
 autocast: within it each
 plain `nn.Conv2d` (groups 1, zero padding given as numbers) runs its forward through `_Conv2dFn`: the same
@@ -114,9 +121,30 @@ class Wrapped:
 
     convs: int = 0
     unfolded: set[str] = field(default_factory=set)
+    as_matmul: set[str] = field(default_factory=set)  # one-pixel outputs computed as one matmul
+
+
+def one_pixel_taps(conv: nn.Conv2d, height: int, width: int) -> tuple[slice, slice] | None:
+    """The kernel taps that meet a `height` x `width` input where `conv` gives a one-pixel output whose window
+    holds the whole input (every other tap meets zero padding); None for any other shape."""
+    (kh, kw), (ph, pw), (sh, sw) = conv.kernel_size, conv.padding, conv.stride
+    one_pixel = (height + 2 * ph - kh) // sh == 0 and (width + 2 * pw - kw) // sw == 0
+    if conv.dilation != (1, 1) or not one_pixel or height + ph > kh or width + pw > kw:
+        return None
+    return slice(ph, ph + height), slice(pw, pw + width)
+
+
+def _as_matmul(conv: nn.Conv2d, x: torch.Tensor, taps: tuple[slice, slice]) -> torch.Tensor:
+    # on a 1x1 map reshape is a view in either layout; autocast casts only the taps used, as it would for conv2d
+    weight = conv.weight[:, :, taps[0], taps[1]].reshape(conv.out_channels, -1)
+    return F.linear(x.reshape(len(x), -1), weight, conv.bias).view(len(x), -1, 1, 1)
 
 
 def _forward(conv: nn.Conv2d, name: str, wrapped: Wrapped, x: torch.Tensor) -> torch.Tensor:
+    taps = one_pixel_taps(conv, x.shape[-2], x.shape[-1])
+    if taps is not None:
+        wrapped.as_matmul.add(name)
+        return _as_matmul(conv, x, taps)
     geometry, report = (conv.stride, conv.padding, conv.dilation), (name, wrapped.unfolded)
     device = x.device.type
     if not torch.is_autocast_enabled(device):

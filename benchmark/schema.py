@@ -107,6 +107,7 @@ class FastPathSection(TypedDict):
     freed_memory_kept: NotRequired[bool]  # glibc keeps freed blocks for reuse (benchmark.cpumemory, CPU)
     fp32_attention: NotRequired[bool]  # fused attention ran in fp32 under bf16 autocast (benchmark.attention, CPU)
     unfolded_conv_grads: NotRequired[int]  # convolutions whose weight gradient went by unfold (benchmark.convgrad)
+    matmul_convs: NotRequired[int]  # one-pixel-output convolutions computed as one matmul (benchmark.convgrad)
     chosen_by: Literal["probe", "environment", "recipe", "cuda", "checkpoint"]
     probe: NotRequired[dict[str, Any] | None]
 

@@ -220,6 +220,7 @@ class TrainState:
         self.memory_kept = False  # glibc keeps freed blocks for reuse (benchmark.cpumemory; set by `fit`)
         self.fp32_attention = False  # fused attention in fp32 under bf16 autocast (benchmark.attention)
         self.unfolded_convs = 0  # convolutions whose weight gradient went by unfold (benchmark.convgrad)
+        self.matmul_convs = 0  # one-pixel convolutions computed as one matmul (benchmark.convgrad)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(recipe, s, steps_per_epoch))
         self.stopper = EarlyStopper(recipe.early_stopping, recipe.min_epochs)
@@ -369,6 +370,7 @@ def fit(
             if deadline is not None and more and time.monotonic() + row["seconds"] > deadline and checkpoint:
                 raise RunPaused(state.epoch)
         state.unfolded_convs = len(convs.unfolded) if convs else 0
+        state.matmul_convs = len(convs.as_matmul) if convs else 0
     return _result(state, recipe, selected_on_val=val is not None)
 
 
@@ -454,7 +456,8 @@ def _result(state: TrainState, recipe: Recipe, selected_on_val: bool) -> FitResu
         fast_path={"device_resident": True, "precision": fast.precision, "bf16": fast.precision == "bf16",
                    "channels_last": fast.channels_last, "compile": recipe.compile, "fused_optimizer": state.fused,
                    "fast_dropout": state.fast_dropout, "freed_memory_kept": state.memory_kept,
-                   "unfolded_conv_grads": state.unfolded_convs, "fp32_attention": state.fp32_attention,
+                   "unfolded_conv_grads": state.unfolded_convs, "matmul_convs": state.matmul_convs,
+                   "fp32_attention": state.fp32_attention,
                    "chosen_by": fast.source, "probe": fast.probe},
     )
 

@@ -50,8 +50,45 @@ def test_the_rule_takes_the_way_that_was_faster_for_the_surveyed_shapes(weight, 
     assert convgrad.unfold_wins(weight, pixels) is unfold
 
 
+ONE_PIXEL = [  # input (h, w), kernel, stride, padding: taps that meet the input, or None (a convolution)
+    ((1, 1), (3, 3), (1, 1), (1, 1), (slice(1, 2), slice(1, 2))),  # ResNet-18's layer4 at 32 px: the centre tap
+    ((2, 2), (3, 3), (2, 2), (1, 1), (slice(1, 3), slice(1, 3))),  # its first layer4 conv: stride 2 on a 2x2 map
+    ((3, 3), (3, 3), (1, 1), (0, 0), (slice(0, 3), slice(0, 3))),  # the window is the whole map
+    ((1, 2), (1, 3), (1, 2), (0, 1), (slice(0, 1), slice(1, 3))),  # non-square
+    ((2, 2), (1, 1), (2, 2), (0, 0), None),  # one pixel out, but the input reaches past the 1x1 window
+    ((4, 4), (3, 3), (4, 4), (1, 1), None),  # one pixel out, 9 of the 16 inputs seen
+    ((2, 2), (3, 3), (1, 1), (1, 1), None),  # a 2x2 output
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(("size", "kernel", "stride", "padding", "taps"), ONE_PIXEL)
+def test_a_one_pixel_convolution_is_one_matmul_with_the_convolutions_gradients(size, kernel, stride, padding, taps,
+                                                                               channels_last) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(5, 4, kernel, stride, padding).double()
+    assert convgrad.one_pixel_taps(conv, *size) == taps
+    if taps is None:
+        return
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    conv = conv.to(memory_format=fmt)
+    x = torch.randn(3, 5, *size, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+    ref = conv(x)
+    g = torch.randn_like(ref)
+    expected = torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)
+    with convgrad.unfold_conv_grads(conv) as wrapped:
+        out = conv(x)
+    assert wrapped.as_matmul == {""} and not wrapped.unfolded
+    torch.testing.assert_close(out, ref)
+    grads = torch.autograd.grad(out, (x, conv.weight, conv.bias), g)
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want)
+    # the taps that meet only padding get exactly zero either way
+    assert grads[1].count_nonzero() == expected[1].count_nonzero() == 4 * 5 * size[0] * size[1]
+
+
 def _net() -> nn.Sequential:
-    # maps: 8x8 (oneDNN), 2x2 and 1x1 (unfold); the last conv has a bias
+    # maps: 8x8 (oneDNN), 2x2 (unfold), then a one-pixel output (a matmul); the last conv has a bias
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=4, padding=1),
                          nn.ReLU(), nn.Conv2d(8, 6, 3, stride=2, padding=1, bias=True), nn.Flatten(),
                          nn.Linear(6, 10))
@@ -79,8 +116,8 @@ def _unwrapped_then_wrapped(grads=_grads) -> tuple:
 def test_wrapped_convolutions_give_torchs_gradients_and_are_restored() -> None:
     model, _, out, ref, out2, got, wrapped = _unwrapped_then_wrapped()
     assert wrapped.convs == 3
-    assert wrapped.unfolded == {"2", "4"}  # the 2x2 and 1x1 maps, not the 8x8 one
-    assert torch.equal(out, out2)  # the forward is torch's own convolution
+    assert (wrapped.unfolded, wrapped.as_matmul) == ({"2"}, {"4"})  # the 2x2 map, the one-pixel output
+    torch.testing.assert_close(out2, out)  # torch's convolutions, and a matmul in another order
     for name in ref:
         torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-6)
     assert all("forward" not in m.__dict__ for m in model.modules())
@@ -91,21 +128,25 @@ def _autocast_grads(model, x, y):
         return _grads(model, x, y)
 
 
-def test_under_bf16_autocast_oneDNN_layers_are_bit_identical_and_unfolded_ones_close(monkeypatch) -> None:
+def test_under_bf16_autocast_oneDNN_layers_are_bit_identical_and_the_others_close(monkeypatch) -> None:
     model, batch, out, ref, out2, got, wrapped = _unwrapped_then_wrapped(_autocast_grads)
-    assert wrapped.unfolded == {"2", "4"} and out2.dtype == torch.bfloat16
-    assert torch.equal(out, out2)  # the forward is autocast's own bf16 convolution
+    assert (wrapped.unfolded, wrapped.as_matmul) == ({"2"}, {"4"}) and out2.dtype == torch.bfloat16
     assert all(got[n].dtype == torch.float32 for n in got)  # the fp32 parameters get fp32 gradients
-    assert torch.equal(got["0.weight"], ref["0.weight"])  # the 8x8 layer stays oneDNN's
     for name in ref:
         torch.testing.assert_close(got[name], ref[name], rtol=2e-2, atol=2e-2)  # bf16: 8 bits of mantissa
+    monkeypatch.setattr(convgrad, "one_pixel_taps", lambda *_: None)  # the last layer a convolution again
+    with convgrad.unfold_conv_grads(model) as unfold_only:
+        out3, got3 = _autocast_grads(model, *batch)
+    assert unfold_only.unfolded == {"2", "4"}
+    assert torch.equal(out, out3)  # the forward is autocast's own bf16 convolution
+    assert torch.equal(got3["0.weight"], ref["0.weight"])  # the 8x8 layer stays oneDNN's
     monkeypatch.setattr(convgrad, "unfold_wins", lambda *_: False)  # every layer to oneDNN: autocast exactly
     with convgrad.unfold_conv_grads(model):
         _, same = _autocast_grads(model, *batch)
     assert all(torch.equal(same[n], ref[n]) for n in ref)
 
 
-def test_fit_records_unfolded_convolutions_in_either_precision() -> None:
+def test_fit_records_unfolded_and_matmul_convolutions_in_either_precision() -> None:
     from benchmark.loader import DeviceLoader
     from benchmark.train import fit
     from zoo.recipe import Recipe
@@ -114,10 +155,10 @@ def test_fit_records_unfolded_convolutions_in_either_precision() -> None:
     x = torch.randint(0, 256, (32, 8, 8, 3), dtype=torch.uint8)
     y = torch.randint(0, 10, (32,))
     loader = DeviceLoader(x, y, batch_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, shuffle=True, input_size=8)
-    for precision, expected in (("fp32", 2), ("bf16", 2)):
+    for precision in ("fp32", "bf16"):
         recipe = Recipe(max_epochs=1, val_fraction=0.0, precision=precision, channels_last=False, input_size=8)
         result = fit(_net(), recipe, loader, None)
-        assert result.fast_path["unfolded_conv_grads"] == expected
+        assert (result.fast_path["unfolded_conv_grads"], result.fast_path["matmul_convs"]) == (1, 1)
         assert all("forward" not in m.__dict__ for m in result.model.modules())
 
 
@@ -128,12 +169,12 @@ def test_a_killed_and_resumed_run_with_unfolded_gradients_matches_the_uninterrup
     from benchmark.train import fit
 
     def net():
-        torch.manual_seed(0)  # maps 32x32 (oneDNN), 2x2 and 1x1 (unfold)
+        torch.manual_seed(0)  # maps 32x32 (oneDNN), 2x2 (unfold), a one-pixel output (a matmul)
         return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=16, padding=1),
                              nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Flatten(), nn.Linear(8, 3))
 
     full = fit(net(), RECIPE, *loaders(), checkpoint=tmp_path / "a.ckpt")
-    assert full.fast_path["unfolded_conv_grads"] == 2
+    assert (full.fast_path["unfolded_conv_grads"], full.fast_path["matmul_convs"]) == (1, 1)
     ckpt = tmp_path / "b.ckpt"
     with pytest.raises(KeyboardInterrupt):
         fit(net(), RECIPE, *loaders(), checkpoint=ckpt, on_epoch=stop_after(2))
