@@ -57,4 +57,5 @@ def test_smoke_runs_the_two_heaviest_networks_smaller_and_the_run_says_so():
             != prepare("resnet12-aug", 0, "smoke", data, arch_overrides={"hidden": 128}).run_id)
     full = flops_per_image(zoo.create("resnet12"))
     assert flops_per_image(zoo.create("resnet12", hidden=32)) < full / 12  # 1/16 but for the head
-    assert flops_per_image(zoo.create("vit002", num_heads=4)) < flops_per_image(zoo.create("vit002")) / 2
+    # the attention's projections shrink 5x; the MLPs stay (the counter sees SDPA only when it runs unfused)
+    assert flops_per_image(zoo.create("vit002", num_heads=4)) < 0.75 * flops_per_image(zoo.create("vit002"))
