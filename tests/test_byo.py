@@ -155,9 +155,8 @@ def test_onnx_files_carry_their_preprocessing(tmp_path, monkeypatch):
 
     monkeypatch.setenv("CIFARZOO_HOME", str(tmp_path))
     path, sha = save_weights(zoo.create("cnn3"), "cnn3-basic", "r", {"mean": [0.1, 0.2, 0.3], "std": [1, 1, 1]})
-    out = subprocess.run([sys.executable, "-m", "cifarzoo", "export", "cnn3-basic", "--weights", str(path), "--out",
-                          str(tmp_path / "m.onnx")], env={**os.environ, "CIFARZOO_HOME": str(tmp_path)},
-                         capture_output=True, text=True, cwd=ROOT)
+    out = cifarzoo("export", "cnn3-basic", "--weights", str(path), "--out", str(tmp_path / "m.onnx"),
+                   env={**os.environ, "CIFARZOO_HOME": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
     assert meta["entry"] == "cnn3-basic" and json.loads(meta["mean"]) == [0.1, 0.2, 0.3]

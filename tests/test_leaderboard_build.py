@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import cifarzoo
 from record_factory import JPEG_DATA, demo_results, make_record, write_record
 
 from leaderboard import format as fmt
@@ -345,8 +345,7 @@ def test_refuses_to_replace_a_folder_that_is_not_a_site(tmp_path, no_figures):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cifarzoo", "leaderboard", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    return cifarzoo("leaderboard", *args, timeout=120)
 
 
 def test_cli_warns_and_strict_exits_non_zero(tmp_path):

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+from helpers import cifarzoo
 
 import zoo
 from benchmark import runner
@@ -296,9 +297,8 @@ def test_promote_registers_an_entry_that_bench_runs(grid, monkeypatch, capsys):
     # a new process (bench) knows the entry, and runs it with the best configuration
     env = {**os.environ, "CIFARZOO_HOME": str(grid.home)}
     bench_results = grid.out / "bench"
-    proc = subprocess.run([sys.executable, "-m", "cifarzoo", "bench", name, "--data", "synthetic", "--results",
-                           str(bench_results), "--no-site", "--progress", "quiet"], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    proc = cifarzoo("bench", name, "--data", "synthetic", "--results", str(bench_results), "--no-site", "--progress",
+                    "quiet", env=env)
     assert proc.returncode == 0, proc.stderr
     (record,) = records_in(bench_results).values()
     assert record["status"] == "ok" and record["entry"]["name"] == name and record["sweep"] is None
