@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import REAL_ZIP
+from helpers import REAL_ZIP, cifarzoo
 from PIL import Image
 
 from benchmark.data import CIFAR10_CLASSES, fingerprint, home_dir, load_dataset, synthetic_dataset
@@ -259,6 +259,17 @@ def test_cli_subprocess_reports_unknown_source_with_exit_2():
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown data source 'imagenet'") and proc.stderr.count("\n") == 1
+
+
+def test_the_tests_forked_cli_answers_as_a_new_interpreter_does(tmp_path):
+    """helpers.cifarzoo forks from a preloaded server; what it returns must be what `python -m cifarzoo` gives."""
+    env = {**os.environ, "CIFARZOO_DATA": "imagenet"}  # the child sees the call's environment, not the server's
+    for args in (["data", "info"], ["--version"], ["list", "cnn3*"], ["nosuch"]):
+        forked = cifarzoo(*args, env=env, cwd=tmp_path)
+        real = subprocess.run([sys.executable, "-m", "cifarzoo", *args], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+        assert (forked.returncode, forked.stdout, forked.stderr) == (real.returncode, real.stdout, real.stderr), args
+    assert cifarzoo("data", "info", env=env).returncode == 2 and cifarzoo("--version").returncode == 0
 
 
 def test_offline_official_download_fails_fast_with_the_fix(monkeypatch, temp_home):
