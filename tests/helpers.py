@@ -41,7 +41,7 @@ def cifarzoo(*args: str, env: dict | None = None, cwd=ROOT, check: bool = False,
     import sys
 
     command = [sys.executable, "-m", "cifarzoo", *args]
-    if os.environ.get("CIFARZOO_TEST_EXEC"):
+    if (os.environ if env is None else env).get("CIFARZOO_TEST_EXEC"):
         proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
     else:
         proc = _forked(command, dict(os.environ if env is None else env), str(cwd), timeout)
