@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,6 @@ REAL_ZIP = (ROOT / ".." / "shared" / "datasets" / "cifar10-jpeg.zip").resolve() 
 PRELOAD = ["torch", "torch._dynamo", "torchvision", "timm", "onnx", "onnxruntime", "onnxscript", "zoo.entries",
            "benchmark.runner", "benchmark.train", "benchmark.onnx_export", "benchmark.timing", "benchmark.bench",
            "leaderboard.build", "cifarzoo.cli"]
-_forkserver: list = []
 
 
 def cifarzoo(*args: str, env: dict | None = None, cwd=ROOT, check: bool = False, timeout: float = 900):
@@ -41,10 +41,11 @@ def cifarzoo(*args: str, env: dict | None = None, cwd=ROOT, check: bool = False,
     import sys
 
     command = [sys.executable, "-m", "cifarzoo", *args]
-    if (os.environ if env is None else env).get("CIFARZOO_TEST_EXEC"):
+    env = dict(os.environ if env is None else env)
+    if env.get("CIFARZOO_TEST_EXEC"):
         proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
     else:
-        proc = _forked(command, dict(os.environ if env is None else env), str(cwd), timeout)
+        proc = _forked(command, env, str(cwd), timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"cifarzoo {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -52,20 +53,16 @@ def cifarzoo(*args: str, env: dict | None = None, cwd=ROOT, check: bool = False,
 
 def _forked(command: list[str], env: dict, cwd: str, timeout: float):
     """`subprocess.run(command, capture_output=True, text=True)`, the process forked from the preloaded server."""
-    import multiprocessing
     import os
     import subprocess
     import tempfile
 
-    if not _forkserver:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(PRELOAD)
-        _forkserver.extend([context, _interpreter_path()])
+    server, installed_path = _server()
     with tempfile.TemporaryDirectory(prefix="cifarzoo-cli-") as tmp:
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
         # a new interpreter's sys.path: the cwd (python -m), $PYTHONPATH, then the installation's own
-        path = [cwd, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep)), *_forkserver[1]]
-        child = _forkserver[0].Process(target=_run_cli, args=(command[3:], env, cwd, path, str(out), str(err)))
+        path = [cwd, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep)), *installed_path]
+        child = server.Process(target=_run_cli, args=(command[3:], env, cwd, path, str(out), str(err)))
         child.start()
         child.join(timeout)
         if child.exitcode is None:
@@ -73,6 +70,16 @@ def _forked(command: list[str], env: dict, cwd: str, timeout: float):
             child.join()
             raise subprocess.TimeoutExpired(command, timeout, _text(out), _text(err))
         return subprocess.CompletedProcess(command, child.exitcode, _text(out), _text(err))
+
+
+@functools.cache
+def _server():
+    """This worker's forkserver context (started on its first Process) and a new interpreter's sys.path."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context, _interpreter_path()
 
 
 def _text(path: Path) -> str:  # a child that died before it ran the CLI wrote nothing
