@@ -69,6 +69,33 @@ def _sweep(url: str, home: Path, results: Path, *extra: str) -> list[str]:
             "--progress", "quiet", *extra]
 
 
+def _kill_a_worker_mid_trial(url: str, workers: list[subprocess.Popen], timeout_s: float = 300) -> int:
+    """SIGKILL the worker of a running trial, frozen first (SIGSTOP) and its trial read again, so that the kill
+    lands mid-trial however fast trials finish (a smoke trial holds its checkpoint for ~30 ms). Its pid."""
+    import optuna
+
+    pids = {w.pid: w for w in workers}
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            study = optuna.load_study(study_name="pg-grid", storage=url)
+        except KeyError:  # not created yet
+            time.sleep(0.1)
+            continue
+        for trial in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
+            pid = int(trial.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
+            if pid not in pids:
+                continue
+            os.kill(pid, signal.SIGSTOP)
+            if study._storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.RUNNING:
+                pids[pid].send_signal(signal.SIGKILL)  # its trial keeps a RUNNING state, and no heartbeat
+                pids[pid].wait()
+                return pid
+            os.kill(pid, signal.SIGCONT)  # it finished the trial just before it stopped
+        time.sleep(0.05)
+    raise AssertionError(f"no worker was seen running a trial in {timeout_s:.0f} s")
+
+
 def test_two_workers_share_a_postgres_study_and_take_over_a_killed_trial(postgres, tmp_path):
     import optuna
 
@@ -76,13 +103,10 @@ def test_two_workers_share_a_postgres_study_and_take_over_a_killed_trial(postgre
     results = tmp_path / "results"
     workers = [subprocess.Popen(_sweep(postgres, tmp_path / "home", results), cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    deadline = time.time() + 300
-    while time.time() < deadline and not list((results / ".checkpoints").glob("*.ckpt")):
-        time.sleep(0.1)  # a trial is past its first epoch
-    workers[0].send_signal(signal.SIGKILL)  # killed mid-trial: its trial keeps a RUNNING state, no heartbeat
-    workers[0].wait()
-    out, err = workers[1].communicate(timeout=600)
-    assert workers[1].returncode == 0, err
+    killed = _kill_a_worker_mid_trial(postgres, workers)
+    (survivor,) = [w for w in workers if w.pid != killed]
+    out, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err
     time.sleep(7)  # past the 6 s grace: the killed worker's trial is stale now
     later = subprocess.run(_sweep(postgres, tmp_path / "home", results), cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=600)
@@ -94,4 +118,8 @@ def test_two_workers_share_a_postgres_study_and_take_over_a_killed_trial(postgre
     assert points == [(4, 16), (4, 32), (8, 16), (8, 32)]  # every grid point once
     records = [json.loads(p.read_text()) for p in results.glob("*.json")]
     assert sorted(r["sweep"]["trial"] for r in records) == sorted(t.number for t in complete)  # no run twice
-    assert any(t.state == optuna.trial.TrialState.FAIL for t in study.trials)  # the killed one, taken over
+    (lost,) = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]  # the killed one, taken over
+    assert lost.user_attrs["worker"].endswith(f":{killed}") and "status" not in lost.user_attrs
+    shown = subprocess.run([sys.executable, "-m", "cifarzoo", "sweep", "show", "pg-grid", "--storage", postgres,
+                            "--results", str(results)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert "interrupted" in shown.stdout and f":{killed})" in shown.stdout, shown.stdout + shown.stderr

@@ -4,6 +4,7 @@ processes on one SQLite study, pruning, the study page, and promotion into an en
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -416,6 +417,8 @@ def test_a_trial_of_a_killed_worker_is_rerun_after_its_heartbeat_lapses(fake_run
     states = [r.state for r in sw.study_rows(result.study)]
     assert sorted(states) == ["complete", "complete", "interrupted"]
     assert sorted(r.params["hidden"] for r in sw.study_rows(result.study) if r.state == "complete") == [4, 8]
+    assert {t.user_attrs["worker"] for t in result.study.trials if "run_id" in t.user_attrs} == \
+        {f"{socket.gethostname()}:{os.getpid()}"}  # the trials this process ran name it
     assert result.pending == 0 and len(fake_runs.calls) == 2
 
 

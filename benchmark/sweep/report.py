@@ -20,7 +20,7 @@ class TrialRow:
     val_acc: float | None  # selection number: best validation accuracy of the run
     test_acc: float | None  # shown, never used for selection
     run_id: str | None
-    note: str  # the reason of a failed/pruned run, or "same parameters as trial N"
+    note: str  # the reason of a failed/pruned run, "same parameters as trial N", or a started one's worker
 
 
 def state_of(trial: Any) -> str:
@@ -38,6 +38,7 @@ def study_rows(study: Any) -> list[TrialRow]:
     for t in study.get_trials(deepcopy=False):
         attrs, state = t.user_attrs, state_of(t)
         note = (f"same parameters as trial {attrs['duplicate_of']}" if state == "duplicate"
+                else f"worker {attrs['worker']}" if state in ("running", "interrupted") and "worker" in attrs
                 else attrs.get("reason") or "")
         val = t.value if state == "complete" else attrs.get("val_acc")
         params = t.params or t.system_attrs.get("fixed_params") or {}

@@ -12,14 +12,17 @@ earlier-started trial with the same parameters (a race) is pruned as a duplicate
 
 Trial states kept in the study: complete (value = best val acc), pruned (by the pruner, or a
 duplicate: user attribute `duplicate_of`), failed with a record (the run failed: counts as done), and
-failed without a record (interrupted: its grid point is run again on resume).
+failed without a record (interrupted: its grid point is run again on resume). A started trial names its
+worker (user attribute `worker`, host:pid), so `sweep show` says where a running or interrupted one was.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import re
+import socket
 import time
 import warnings
 import zlib
@@ -265,6 +268,7 @@ def _objective(sweep: Sweep, data: Dataset, ctx: RunContext, prune: bool, grid: 
             raise optuna.TrialPruned(f"same parameters as trial {twin}")
         run = trial_run(sweep, data, trial.number, values)
         trial.set_user_attr("run_id", run.run_id)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who runs it (`sweep show`)
         path = record_path(ctx.results, run.run_id)
         if path.exists() and not ctx.force:  # written by this study before (same run after an interruption)
             record = read_record(path)
