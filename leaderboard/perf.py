@@ -116,7 +116,17 @@ def train_speed_context(data: dict[str, Any]) -> dict[str, Any]:
                         "fast_acc": statistics.mean(r["fast_acc"] for r in rows), "diff": diff, "diff_sd": sd})
     setups = dict.fromkeys(f"{r.get('precision', 'bf16')}{', channels_last' if r.get('channels_last', True) else ''}"
                            for r in speed)  # the fast path's layout per row: what this host's probe chose
-    return {**data, "speed": speed, "accuracy": checks, "summary": summary, "fast_setup": "; ".join(setups)}
+    return {**data, "speed": speed, "accuracy": checks, "summary": summary, "fast_setup": "; ".join(setups),
+            "timing": _speed_timing(speed)}
+
+
+def _speed_timing(rows: list[dict[str, Any]]) -> str:
+    """How the rows' rates were timed: files written before the best-of-epochs protocol timed one epoch."""
+    counts = sorted({len(r["fast_epochs_images_per_s"]) for r in rows if r.get("fast_epochs_images_per_s")})
+    if not counts:
+        return "the second of two epochs, one each"
+    timed = " or ".join(str(n) for n in counts)
+    return f"each side's fastest of {timed} timed epochs after an untimed one"
 
 
 def inference_context(data: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ class _Cells(HTMLParser):
             self.links.append(a.get("href") or "")
         elif tag == "img":
             self.images.append(a.get("src") or "")
-        if a.get("id") and tag == "div":
+        if a.get("id") and tag in ("div", "span"):
             self._id = a["id"]
             self.ids[self._id] = ""
 
@@ -54,7 +54,7 @@ class _Cells(HTMLParser):
             self._cell = None
         elif tag == "table":
             self._table = None
-        elif tag == "div":
+        elif tag in ("div", "span"):
             self._id = None
 
 
@@ -91,6 +91,7 @@ def test_flagship_mean_over_seeds_and_figure(site):
 def test_train_speed_ratio_and_accuracy_difference(site):
     page = _parse(site / "performance.html")
     assert page.tables["train-speed-table"][1:] == [["tinyvgg-aug", "32", "2048", "40.0", "120.0", "3.00×", "2"]]
+    assert page.ids["train-speed-timing"].strip() == "the second of two epochs, one each"  # a file of before
     row = page.tables["train-speed-accuracy"][1]
     assert row[:6] == ["tinyvgg-aug", "2", "5000", "3", "41.00", "41.50"]
     assert row[6].startswith("+0.50")  # mean of +1 and 0 points
@@ -105,7 +106,8 @@ def test_a_second_hosts_measurements_get_their_own_sections(tmp_path):
                        "sitting": "2026-12-04T10:00:00", "peak_gflops_fp32": 150.0}],  # on a slower day
              "reference": [{"seed": 0, "acc": 0.90, "wall_s": 2000.0, "epochs": 9.9, "curve": []}]}
     speed = {**perf["train_speed"], "machine": "Other CPU", "accuracy": [],
-             "speed": [{**perf["train_speed"]["speed"][0], "precision": "fp32", "channels_last": True}]}
+             "speed": [{**perf["train_speed"]["speed"][0], "precision": "fp32", "channels_last": True,
+                        "reports_epochs_images_per_s": [38.0, 40.0], "fast_epochs_images_per_s": [120.0, 119.0]}]}
     folder = tmp_path / "results" / "perf"
     (folder / "flagship-avx2.json").write_text(json.dumps(other), encoding="utf-8")
     (folder / "train_speed-avx2.json").write_text(json.dumps(speed), encoding="utf-8")
@@ -113,6 +115,7 @@ def test_a_second_hosts_measurements_get_their_own_sections(tmp_path):
     out = build_site(tmp_path / "results", tmp_path / "site").out
     page, text = _parse(out / "performance.html"), (out / "performance.html").read_text(encoding="utf-8")
     assert page.ids["flagship-acc"].strip() == "91.00 %"
+    assert page.ids["train-speed-avx2-timing"].strip() == "each side's fastest of 2 timed epochs after an untimed one"
     assert page.ids["flagship-avx2-acc"].strip() == "92.00 %"  # both seeds count for the accuracy,
     assert page.ids["flagship-avx2-ratio"].strip() == "0.60× the time"  # only the first for the time: 1200 / 2000
     assert page.ids["flagship-avx2-wall"].strip() == "20.0 min"
