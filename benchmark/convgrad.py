@@ -66,14 +66,36 @@ def weight_grad_by_unfold(x: torch.Tensor, grad_out: torch.Tensor, weight: torch
     """d loss / d weight of `F.conv2d(x, weight, stride=, padding=, dilation=)` (groups 1), as im2col + GEMM,
     in `weight`'s memory layout."""
     cout, cin, kh, kw = weight.shape
-    cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)  # B, cin*kh*kw, L
-    g = grad_out.reshape(len(x), cout, -1).transpose(0, 1).reshape(cout, -1)  # cout, B*L
     if weight.is_contiguous() or cin == 1:
+        cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)  # B, cin*kh*kw, L
+        g = grad_out.reshape(len(x), cout, -1).transpose(0, 1).reshape(cout, -1)  # cout, B*L
         return (g @ cols.transpose(1, 2).reshape(-1, cin * kh * kw)).view(cout, cin, kh, kw)
-    # channels_last weights: order the columns (kh, kw, cin) so that the product is already in that layout;
-    # transposing a 512x512x3x3 gradient afterwards took as long as computing it (9 ms, AVX2)
-    cols = cols.view(len(x), cin, kh * kw, -1).permute(0, 3, 2, 1).reshape(-1, kh * kw * cin)
-    return (g @ cols).view(cout, kh, kw, cin).permute(0, 3, 1, 2)
+    # channels_last weights: columns ordered (kh, kw, cin), so that the product is already in that layout
+    # (transposing a 512x512x3x3 gradient afterwards took as long as computing it: 9 ms, AVX2)
+    return (_output_rows(grad_out).t() @ _windows_nhwc(x, (kh, kw), stride, padding, dilation)).view(
+        cout, kh, kw, cin).permute(0, 3, 1, 2)
+
+
+def _output_rows(grad_out: torch.Tensor) -> torch.Tensor:
+    """The output gradient as (B*L, cout) rows: a view of a channels_last gradient."""
+    return grad_out.permute(0, 2, 3, 1).reshape(-1, grad_out.shape[1])
+
+
+def _windows_nhwc(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, ...], padding: tuple[int, ...],
+                  dilation: tuple[int, ...]) -> torch.Tensor:
+    """im2col with the columns ordered (kh, kw, cin): (B*L, kh*kw*cin), read from a channels_last copy of the
+    padded input through one strided view and one copy. `F.unfold` then a permute copied the columns three
+    times (unfold, its contiguous input, the permute): 62.7 -> 50.9 ms for ResNet-12's 1024 -> 1024 3x3 on
+    4x4 maps at batch 64 in bf16, 154 -> 137 ms in fp32, the same bits (Zen 4)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    padded = F.pad(x, (pw, pw, ph, ph)).contiguous(memory_format=torch.channels_last)
+    batch, cin, height, width = padded.shape
+    out_h, out_w = (height - dh * (kh - 1) - 1) // sh + 1, (width - dw * (kw - 1) - 1) // sw + 1
+    step_b, step_c, step_h, step_w = padded.stride()
+    windows = padded.as_strided((batch, out_h, out_w, kh, kw, cin),
+                                (step_b, step_h * sh, step_w * sw, step_h * dh, step_w * dw, step_c),
+                                padded.storage_offset())
+    return windows.reshape(batch * out_h * out_w, kh * kw * cin)
 
 
 def _onednn_grads(x: torch.Tensor, grad_out: torch.Tensor, weight: torch.Tensor, geometry: tuple,

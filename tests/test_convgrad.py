@@ -23,14 +23,14 @@ def _autograd_weight_grad(x, w, g, stride, padding, dilation):
     return w.grad
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(("x_last", "w_last"), [(False, False), (True, True), (False, True), (True, False)])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_the_unfold_weight_gradient_is_torchs_in_the_weights_layout(geometry, channels_last) -> None:
+def test_the_unfold_weight_gradient_is_torchs_in_the_weights_layout(geometry, x_last, w_last) -> None:
     xs, ws, stride, padding, dilation = geometry
     torch.manual_seed(0)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(xs, dtype=torch.float64).contiguous(memory_format=fmt)
-    w = torch.randn(ws, dtype=torch.float64).contiguous(memory_format=fmt)
+    fmt = {True: torch.channels_last, False: torch.contiguous_format}
+    x = torch.randn(xs, dtype=torch.float64).contiguous(memory_format=fmt[x_last])
+    w = torch.randn(ws, dtype=torch.float64).contiguous(memory_format=fmt[w_last])
     g = torch.randn_like(F.conv2d(x, w, None, stride, padding, dilation))
     grad = convgrad.weight_grad_by_unfold(x, g, w, stride, padding, dilation)
     torch.testing.assert_close(grad, _autograd_weight_grad(x, w, g, stride, padding, dilation))
