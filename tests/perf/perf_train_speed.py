@@ -142,7 +142,7 @@ def speed(data, mean, std, names: list[str]) -> list[dict]:
     peaks: dict[str, float] = {}  # per precision, measured when first used (emulated bf16 would take minutes)
     out = []
     for row in rows:
-        name, entry, flops, slow_rate = row["name"], row["entry"], row["flops"], row["rate"]
+        name, entry, flops, slow_rate = row["name"], row["entry"], row["flops"], max(row["rates"])
         fitted = fast_fit(row["model"], entry, row["x"], row["y"], mean, std, 1 + TIMED_EPOCHS, seed=0)
         fast_rates, fp = [h["images_per_s"] for h in fitted.history[1:]], fitted.fast_path
         fast_rate = max(fast_rates)
@@ -180,8 +180,7 @@ def _reports_side(data, mean, std, name: str, n: int) -> dict:
     rates = [len(y) / s for s in reports_epochs(model, loader, entry.recipe.lr, 1 + TIMED_EPOCHS)[1:]]
     print(f"  reports' loop {name}: {max(rates):.1f} img/s (timed epochs {', '.join(f'{r:.1f}' for r in rates)})",
           flush=True)
-    return {"name": name, "entry": entry, "x": x, "y": y, "model": fast_model, "flops": flops, "rate": max(rates),
-            "rates": rates}
+    return {"name": name, "entry": entry, "x": x, "y": y, "model": fast_model, "flops": flops, "rates": rates}
 
 
 def accuracy_check(data, mean, std, names: list[str], images: int | None, epochs: int,
