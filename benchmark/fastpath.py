@@ -12,7 +12,8 @@ sped up), a configuration already 3x slower than the leader is not repeated, and
 few seconds. The precision with the smaller conv + matmul time wins; the layout is the faster conv layout
 at that precision (a precision set by the recipe or the environment gets the faster layout at its own
 precision, and so does evaluation, which is always fp32). The result is cached under
-`$CIFARZOO_HOME/machine/`, keyed by CPU model, CPU flags, device and torch version. On CUDA no probe runs:
+`$CIFARZOO_HOME/machine/`, keyed by CPU model, CPU flags, the kernel ISA caps in the environment
+(`ONEDNN_MAX_CPU_ISA`, `ATEN_CPU_CAPABILITY`), device and torch version. On CUDA no probe runs:
 bf16 where the GPU supports it, channels_last.
 
 Overrides, strongest first: an explicit recipe field, `$CIFARZOO_PRECISION` (fp32 / bf16), the probe.
@@ -98,10 +99,13 @@ def environment_override() -> str | None:
 
 
 def cache_key(device: str = "cpu") -> str:
-    """What the probe's answer depends on: CPU model and flags, device, torch version, probe version."""
+    """What the probe's answer depends on: CPU model and flags, the instruction-set caps in the environment
+    (a CPU capped to AVX2 emulates bf16), device, torch version, probe version."""
     import torch
 
     blob = json.dumps([machine.cpu_model(), machine.cpu_flags(), device, torch.__version__, PROBE_VERSION])
+    if machine.isa_caps():  # appended only when set, so existing caches keep their keys
+        blob += json.dumps(machine.isa_caps(), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -147,8 +151,9 @@ def measure(device: str = "cpu") -> dict[str, Any]:
     precision = min(PRECISIONS, key=lambda p: total[p])
     return {
         "key": cache_key(device), "version": PROBE_VERSION, "device": device, "cpu": machine.cpu_model(),
-        "speed_flags": machine.speed_flags(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "load": machine.load_average(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "speed_flags": machine.speed_flags(), "isa_caps": machine.isa_caps(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "load": machine.load_average(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "ms_per_step": {
             "conv": {f"{p}-{'channels_last' if cl else 'nchw'}": round(ms, 3) for (p, cl), ms in conv.items()},
             "matmul": {p: round(ms, 3) for p, ms in matmul.items()},

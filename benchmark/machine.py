@@ -15,6 +15,9 @@ from typing import Any
 # flags that decide which kernels oneDNN can use: bf16 is native only with avx512_bf16 or AMX,
 # emulated (an order of magnitude slower than fp32) with avx2 / plain avx512f
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_fp16")
+# variables that cap the instruction set oneDNN (convolutions, matmuls) and ATen (everything else) dispatch to:
+# with ONEDNN_MAX_CPU_ISA=AVX2 an AVX512-BF16 CPU computes like an AVX2 one, bf16 emulated included
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
 @lru_cache(maxsize=1)
@@ -56,12 +59,19 @@ def host_line() -> str:
         return line
     simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     bf16 = "bf16 native" if flags & {"avx512_bf16", "amx_bf16"} else "bf16 emulated"
-    return f"{line}, {simd}, {bf16}"
+    caps = isa_caps()
+    capped = f", kernels capped by {' '.join(f'{k}={v}' for k, v in caps.items())}" if caps else ""
+    return f"{line}, {simd}, {bf16}{capped}"
 
 
 def cpu_flags() -> tuple[str, ...]:
     """All CPU flags, sorted (empty where /proc/cpuinfo is not readable)."""
     return tuple(sorted(set(_cpuinfo().get("flags", "").split())))
+
+
+def isa_caps() -> dict[str, str]:
+    """The instruction-set caps set in the environment (ISA_CAPS), by name; empty when none is."""
+    return {name: os.environ[name].strip() for name in ISA_CAPS if os.environ.get(name, "").strip()}
 
 
 def speed_flags() -> dict[str, bool]:

@@ -4,6 +4,7 @@ and a resumed run keeping the choice it started with."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -61,12 +62,43 @@ def test_cache_key_follows_cpu_flags_and_torch_version(home, monkeypatch):
     assert fastpath.cache_key() != key
 
 
+def test_cache_key_and_host_line_follow_the_kernel_isa_caps(home, monkeypatch):
+    for name in machine.ISA_CAPS:
+        monkeypatch.delenv(name, raising=False)
+    key, line = fastpath.cache_key(), machine.host_line()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert fastpath.cache_key() != key  # a capped CPU must not reuse the uncapped CPU's choice
+    assert machine.host_line() == f"{line}, kernels capped by ONEDNN_MAX_CPU_ISA=AVX2"
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert machine.isa_caps() == {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+@pytest.mark.skipif("avx2" not in machine.cpu_flags(), reason="needs an x86 CPU with AVX2")
+def test_doctor_on_a_cpu_capped_to_avx2_says_so_and_trains_in_fp32(home):
+    """Under ONEDNN_MAX_CPU_ISA=AVX2 an AVX512-BF16 CPU emulates bf16 like an AVX2-only one: the probe (in a new
+    interpreter: oneDNN and ATen read their caps once) must see that and choose fp32, and doctor must say why."""
+    from helpers import cifarzoo
+
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "CIFARZOO_TEST_EXEC": "1"}
+    out = cifarzoo("doctor", env=env, check=True).stdout
+    assert "torch kernels: AVX2" in out
+    assert "capped       ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2: kernels use no more" in out
+    assert "auto         precision fp32" in out
+    [cache] = (home / "machine").glob("fastpath-*.json")
+    figures = json.loads(cache.read_text())
+    assert figures["isa_caps"] == {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    conv = figures["ms_per_step"]["conv"]
+    assert conv["bf16-channels_last"] > 2 * conv["fp32-channels_last"]  # bf16 emulated, as on an AVX2 CPU
+
+
 @pytest.mark.parametrize("flags, says", [("sse2 avx2 fma", "AVX2, bf16 emulated"),
                                          ("sse2 avx2 avx512f avx512_bf16", "AVX-512, bf16 native"),
                                          ("sse2 avx2 avx512f amx_tile amx_bf16", "AVX-512, bf16 native"),
                                          ("sse2 avx2 avx512f", "AVX-512, bf16 emulated"),
                                          ("fp asimd bf16", None)])  # an ARM CPU's flags name other things
 def test_the_host_line_says_whether_bf16_is_native(monkeypatch, flags, says):
+    for name in machine.ISA_CAPS:
+        monkeypatch.delenv(name, raising=False)
     info = {"model name": "Some CPU", "cpu family": "25", "model": "1", "flags": flags}
     monkeypatch.setattr(machine, "_cpuinfo", lambda: info)
     monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)

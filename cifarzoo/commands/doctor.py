@@ -19,7 +19,7 @@ def report(refresh: bool = False) -> dict[str, Any]:
     figures = fastpath.probe(refresh=refresh)
     chosen = fastpath.choose("auto", None, "cpu")
     return {
-        "cpu": machine.cpu_name(), "speed_flags": machine.speed_flags(),
+        "cpu": machine.cpu_name(), "speed_flags": machine.speed_flags(), "isa_caps": machine.isa_caps(),
         "torch_cpu_capability": machine.torch_cpu_capability(), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "cores": os.cpu_count(), "load": machine.load_average(),
         "gpu": machine.gpu(), "probe": figures, "probe_cache": str(fastpath.cache_path()), "probe_cached": cached,
@@ -47,6 +47,8 @@ def doctor(refresh: bool, as_json: bool) -> None:
     lines = [
         f"cpu          {facts['cpu']}; torch kernels: {facts['torch_cpu_capability']}",
         f"flags        {flags}",
+        *([f"capped       {' '.join(f'{k}={v}' for k, v in facts['isa_caps'].items())}: kernels use no more "
+           "than that instruction set"] if facts["isa_caps"] else []),
         f"threads      {facts['threads']} of {facts['cores']} cores; load {load}{busy}",
         f"gpu          {gpu['name'] + (' (bf16)' if gpu['bf16'] else ' (no bf16)') if gpu else 'none'}",
         f"torch        {facts['torch']}",
