@@ -64,6 +64,12 @@ def host_line() -> str:
     return f"{line}, {simd}, {bf16}{capped}"
 
 
+def isa_caps_in(line: str) -> dict[str, str]:
+    """The caps a `host_line` names (its ', kernels capped by A=x B=y' ending), by name; {} where it names none."""
+    _, capped, caps = line.partition(", kernels capped by ")
+    return dict(item.split("=", 1) for item in caps.split() if "=" in item) if capped else {}
+
+
 def cpu_flags() -> tuple[str, ...]:
     """All CPU flags, sorted (empty where /proc/cpuinfo is not readable)."""
     return tuple(sorted(set(_cpuinfo().get("flags", "").split())))

@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmark.machine import isa_caps_in
 from leaderboard import plots
 from leaderboard.records import log
 
@@ -100,7 +101,27 @@ def flagship_context(data: dict[str, Any], site: Path, figures: list[plots.Job])
     return {**data, **summary, "timed_seeds": [r["seed"] for r in timed],
             "sittings": any(r.get("sitting") for r in runs + reference),
             "wall_max": max((r["wall_s"] for r in timed), default=None), "curve": mean_curve, "figure": figure,
-            "reference": reference}
+            "reference": reference, "reproduce": flagship_command(data)}
+
+
+def flagship_command(data: dict[str, Any]) -> str:
+    """The command line that measures a flagship file again, from what the file says ran: the kernel ISA caps
+    its host line names (as environment variables), device, seeds, reference seeds, epochs, curve, threads."""
+    runs, reference = data.get("runs") or [], data.get("reference") or []
+    parts = [f"{k}={v}" for k, v in isa_caps_in(data.get("machine") or "").items()]
+    parts.append("python tests/perf/perf_flagship.py")
+    if data.get("device", "cpu") != "cpu":
+        parts.append(f"--device {data['device']}")
+    if runs:
+        parts.append("--seeds " + " ".join(str(r["seed"]) for r in runs))
+    parts.append(" ".join(["--reference-seeds", *(str(r["seed"]) for r in reference)]))
+    if (data.get("recipe") or {}).get("max_epochs"):
+        parts.append(f"--epochs {data['recipe']['max_epochs']}")
+    if not any(r.get("curve") for r in runs):
+        parts.append("--no-curve")
+    if data.get("threads"):
+        parts.append(f"--threads {data['threads']}")
+    return " ".join([*parts, f"--json results/perf/{data['file']}"])
 
 
 def train_speed_context(data: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ class _Cells(HTMLParser):
             self.links.append(a.get("href") or "")
         elif tag == "img":
             self.images.append(a.get("src") or "")
-        if a.get("id") and tag in ("div", "span"):
+        if a.get("id") and tag in ("div", "span", "code"):
             self._id = a["id"]
             self.ids[self._id] = ""
 
@@ -54,7 +54,7 @@ class _Cells(HTMLParser):
             self._cell = None
         elif tag == "table":
             self._table = None
-        elif tag in ("div", "span"):
+        elif tag in ("div", "span", "code"):
             self._id = None
 
 
@@ -142,8 +142,11 @@ def test_a_gpu_flagship_is_titled_by_its_gpu_and_reproduced_on_its_device(tmp_pa
     out = build_site(tmp_path / "results", tmp_path / "site").out
     page, text = _parse(out / "performance.html"), (out / "performance.html").read_text(encoding="utf-8")
     assert "time to accuracy, Test GPU 9000</h2>" in text and "device <code>cuda</code> (Test GPU 9000)" in text
-    assert "perf_flagship.py --device cuda --json results/perf/flagship-cuda.json" in text
-    assert "perf_flagship.py --json results/perf/flagship.json" in text  # a CPU file's command names no device
+    assert page.ids["flagship-cuda-reproduce"] == ("python tests/perf/perf_flagship.py --device cuda --seeds 0 "
+                                                   "--reference-seeds 0 --epochs 2 --threads 2 "
+                                                   "--json results/perf/flagship-cuda.json")
+    assert page.ids["flagship-reproduce"] == ("python tests/perf/perf_flagship.py --seeds 0 1 --reference-seeds 0 "
+                                              "--epochs 2 --threads 2 --json results/perf/flagship.json")
     assert page.ids["flagship-cuda-ratio"].strip() == "0.64× the time"  # 3.7 / 5.8
     assert (out / "assets/perf/flagship-cuda.png").stat().st_size > 1000
 
@@ -204,3 +207,20 @@ def test_a_perf_file_that_is_not_an_object_is_left_out(tmp_path):
     report = build_site(tmp_path / "results", tmp_path / "site", warn=warnings.append)
     assert any("perf/flagship.json is not a flagship measurement" in w for w in warnings)
     assert "flagship-runs" not in _parse(report.out / "performance.html").tables
+
+
+def test_a_flagship_measured_under_isa_caps_is_reproduced_under_them(tmp_path):
+    """A file measured with ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY set (an AVX2 machine on a bf16 CPU) says so in
+    its host line; its command must set them again, and name the epochs it ran and that it kept no curve."""
+    demo_results(tmp_path / "results")
+    perf = write_perf(tmp_path / "results")
+    capped = {**perf["flagship"], "machine": "Test CPU, 2 cores, AVX-512, bf16 native, kernels capped by "
+                                             "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2",
+              "recipe": {**perf["flagship"]["recipe"], "max_epochs": 9},
+              "runs": [{"seed": 0, "acc": 0.9088, "wall_s": 1746.9, "train_s": 1677.5, "curve": []}]}
+    (tmp_path / "results" / "perf" / "flagship-avx2cap.json").write_text(json.dumps(capped), encoding="utf-8")
+    out = build_site(tmp_path / "results", tmp_path / "site").out
+    page = _parse(out / "performance.html")
+    assert page.ids["flagship-avx2cap-reproduce"] == (
+        "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python tests/perf/perf_flagship.py --seeds 0 "
+        "--reference-seeds 0 --epochs 9 --no-curve --threads 2 --json results/perf/flagship-avx2cap.json")

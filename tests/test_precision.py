@@ -71,6 +71,8 @@ def test_cache_key_and_host_line_follow_the_kernel_isa_caps(home, monkeypatch):
     assert machine.host_line() == f"{line}, kernels capped by ONEDNN_MAX_CPU_ISA=AVX2"
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
     assert machine.isa_caps() == {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    assert machine.isa_caps_in(machine.host_line()) == machine.isa_caps()  # a perf file's line gives them back
+    assert machine.isa_caps_in(line) == {}
 
 
 @pytest.mark.skipif("avx2" not in machine.cpu_flags(), reason="needs an x86 CPU with AVX2")
