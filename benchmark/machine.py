@@ -59,9 +59,13 @@ def host_line() -> str:
         return line
     simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     bf16 = "bf16 native" if flags & {"avx512_bf16", "amx_bf16"} else "bf16 emulated"
-    caps = isa_caps()
-    capped = f", kernels capped by {' '.join(f'{k}={v}' for k, v in caps.items())}" if caps else ""
+    capped = f", kernels capped by {isa_caps_text()}" if isa_caps() else ""
     return f"{line}, {simd}, {bf16}{capped}"
+
+
+def isa_caps_text() -> str:
+    """The caps set in the environment as shell assignments, 'A=x B=y' ('' when none is)."""
+    return " ".join(f"{k}={v}" for k, v in isa_caps().items())
 
 
 def isa_caps_in(line: str) -> dict[str, str]:

@@ -40,15 +40,15 @@ def doctor(refresh: bool, as_json: bool) -> None:
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in facts["speed_flags"].items())
     gpu = facts["gpu"]
     load = facts["load"]
-    from benchmark.machine import contended
+    from benchmark.machine import contended, isa_caps_text
 
     busy = " (busy: timings now would be contended)" if contended([load]) else ""
     probe = facts["probe"]
     lines = [
         f"cpu          {facts['cpu']}; torch kernels: {facts['torch_cpu_capability']}",
         f"flags        {flags}",
-        *([f"capped       {' '.join(f'{k}={v}' for k, v in facts['isa_caps'].items())}: kernels use no more "
-           "than that instruction set"] if facts["isa_caps"] else []),
+        *([f"capped       {isa_caps_text()}: kernels use no more than that instruction set"]
+          if facts["isa_caps"] else []),
         f"threads      {facts['threads']} of {facts['cores']} cores; load {load}{busy}",
         f"gpu          {gpu['name'] + (' (bf16)' if gpu['bf16'] else ' (no bf16)') if gpu else 'none'}",
         f"torch        {facts['torch']}",
