@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import statistics
 from pathlib import Path
 from typing import Any
 
+import zoo
 from benchmark.machine import isa_caps_in
 from leaderboard import plots
 from leaderboard.records import log
+from zoo.errors import CifarzooError
 
 KINDS = ("flagship", "train_speed", "reference", "inference")
 PAGE = "performance.html"
@@ -105,23 +108,47 @@ def flagship_context(data: dict[str, Any], site: Path, figures: list[plots.Job])
 
 
 def flagship_command(data: dict[str, Any]) -> str:
-    """The command line that measures a flagship file again, from what the file says ran: the kernel ISA caps
-    its host line names (as environment variables), device, seeds, reference seeds, epochs, curve, threads."""
+    """The command lines that measure a flagship file again, from what the file says ran: one per sitting (the
+    first writes the file, later ones `--append` to it), each with the kernel ISA caps its host line names (as
+    environment variables), device, seeds, reference seeds, epochs, the recipe and architecture overrides
+    (`--set`, against the entry's own), curve and threads; joined by ` && `."""
     runs, reference = data.get("runs") or [], data.get("reference") or []
-    parts = [f"{k}={v}" for k, v in isa_caps_in(data.get("machine") or "").items()]
-    parts.append("python tests/perf/perf_flagship.py")
-    if data.get("device", "cpu") != "cpu":
-        parts.append(f"--device {data['device']}")
-    if runs:
-        parts.append("--seeds " + " ".join(str(r["seed"]) for r in runs))
-    parts.append(" ".join(["--reference-seeds", *(str(r["seed"]) for r in reference)]))
-    if (data.get("recipe") or {}).get("max_epochs"):
-        parts.append(f"--epochs {data['recipe']['max_epochs']}")
+    sittings = sorted({r.get("sitting") for r in runs + reference}, key=lambda s: s or "") or [None]
+    common = [*_flagship_overrides(data)]
     if not any(r.get("curve") for r in runs):
-        parts.append("--no-curve")
+        common.append("--no-curve")
     if data.get("threads"):
-        parts.append(f"--threads {data['threads']}")
-    return " ".join([*parts, f"--json results/perf/{data['file']}"])
+        common.append(f"--threads {data['threads']}")
+    common.append(f"--json results/perf/{data['file']}")
+    caps = [f"{k}={v}" for k, v in isa_caps_in(data.get("machine") or "").items()]
+    device = [f"--device {data['device']}"] if data.get("device", "cpu") != "cpu" else []
+    commands = []
+    for i, sitting in enumerate(sittings):
+        seeds = [str(r["seed"]) for r in runs if r.get("sitting") == sitting]
+        ref_seeds = [str(r["seed"]) for r in reference if r.get("sitting") == sitting]
+        commands.append(" ".join([*caps, "python tests/perf/perf_flagship.py", *device,
+                                  *(["--seeds " + " ".join(seeds)] if seeds else []),
+                                  " ".join(["--reference-seeds", *ref_seeds]), *common,
+                                  *(["--append"] if i else [])]))
+    return " && ".join(commands)
+
+
+def _flagship_overrides(data: dict[str, Any]) -> list[str]:
+    """`--epochs N` and a `--set FIELD=JSON` for each recipe field and architecture argument of the file that
+    differs from its entry's own (none where the entry is not registered here: the file's recipe is then the
+    only record of what ran)."""
+    recipe, arch = data.get("recipe") or {}, data.get("arch_kwargs") or {}
+    parts = [f"--epochs {recipe['max_epochs']}"] if recipe.get("max_epochs") else []
+    try:
+        entry = zoo.get_entry(data.get("entry") or "")
+    except CifarzooError:
+        return parts
+    own = json.loads(json.dumps({**entry.recipe.to_dict(), **entry.arch_kwargs}))  # as the file holds it: lists
+    changed = [f"{k}={json.dumps(v)}" for k, v in {**recipe, **arch}.items()
+               if k != "max_epochs" and k in own and own[k] != v]
+    if changed:
+        parts.append("--set " + " ".join(map(shlex.quote, changed)))
+    return parts
 
 
 def train_speed_context(data: dict[str, Any]) -> dict[str, Any]:

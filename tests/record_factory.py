@@ -243,10 +243,15 @@ def _timing(p50_ms: float, images_per_s: float) -> dict[str, Any]:
 
 def write_perf(results: Path) -> dict[str, dict[str, Any]]:
     """results/perf/{flagship,train_speed,reference,inference}.json with known numbers, as tests/perf writes them."""
+    import zoo
+
     machine = {"machine": "Test CPU, 2 cores", "torch": "2.x", "threads": 2}
+    flagship = zoo.get_entry("airnet-fast")
     perf = {
-        "flagship": {"kind": "flagship", **machine, "entry": "airnet-fast", "arch_kwargs": {"widths": [32, 128, 128]},
-                     "recipe": {"max_epochs": 2, "batch_size": 512, "precision": "bf16", "tta": "flip+translate"},
+        # the entry's own recipe and arguments at 2 epochs: a reproduce command needs no --set
+        "flagship": {"kind": "flagship", **machine, "entry": "airnet-fast",
+                     "arch_kwargs": json.loads(json.dumps(flagship.arch_kwargs)),
+                     "recipe": {**flagship.recipe.to_dict(), "max_epochs": 2},
                      "data": JPEG_DATA["description"], "device": "cpu",
                      "runs": [{"seed": 0, "acc": 0.90, "wall_s": 400.0, "train_s": 380.0,
                                "curve": [[1, 190.0, 0.80], [2, 380.0, 0.90]]},

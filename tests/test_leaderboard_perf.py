@@ -224,3 +224,23 @@ def test_a_flagship_measured_under_isa_caps_is_reproduced_under_them(tmp_path):
     assert page.ids["flagship-avx2cap-reproduce"] == (
         "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python tests/perf/perf_flagship.py --seeds 0 "
         "--reference-seeds 0 --epochs 9 --no-curve --threads 2 --json results/perf/flagship-avx2cap.json")
+
+
+def test_a_flagship_of_two_sittings_with_overrides_is_reproduced_sitting_by_sitting(tmp_path):
+    """Seeds added later by --append are a second command that appends; a recipe field or architecture argument
+    the file ran with that differs from the entry's own comes back as --set, so the command runs what the file says."""
+    demo_results(tmp_path / "results")
+    perf = write_perf(tmp_path / "results")
+    first, second = {"sitting": "2026-12-04T09:00:00"}, {"sitting": "2026-12-05T10:00:00"}
+    split = {**perf["flagship"], "recipe": {**perf["flagship"]["recipe"], "precision": "fp32"},
+             "arch_kwargs": {**perf["flagship"]["arch_kwargs"], "filter_lr": 0.2},
+             "runs": [{"seed": s, "acc": 0.907, "wall_s": 1000.0, "train_s": 900.0, "curve": [], **sitting}
+                      for s, sitting in ((1, second), (0, first), (2, second))],
+             "reference": [{"seed": 0, "acc": 0.906, "wall_s": 1500.0, "epochs": 9.9, "curve": [], **first}]}
+    (tmp_path / "results" / "perf" / "flagship-fp32.json").write_text(json.dumps(split), encoding="utf-8")
+    out = build_site(tmp_path / "results", tmp_path / "site").out
+    tail = ("--epochs 2 --set 'precision=\"fp32\"' filter_lr=0.2 --no-curve --threads 2 "
+            "--json results/perf/flagship-fp32.json")
+    assert _parse(out / "performance.html").ids["flagship-fp32-reproduce"] == (
+        f"python tests/perf/perf_flagship.py --seeds 0 --reference-seeds 0 {tail} && "
+        f"python tests/perf/perf_flagship.py --seeds 1 2 --reference-seeds {tail} --append")
