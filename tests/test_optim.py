@@ -61,13 +61,39 @@ def test_muon_filters_keep_their_norm_and_take_orthogonal_steps() -> None:
     assert w.detach().norm() == pytest.approx(16**0.5, rel=0.1)
 
 
+def test_muon_takes_its_newton_schulz_steps_from_the_group() -> None:
+    """ns_steps reaches orthogonalize: three steps (airbench94_muon's) lift a small singular value less than five."""
+    torch.manual_seed(0)
+    grad = torch.randn(16, 8, 3, 3) * torch.logspace(0, -2, 16).view(16, 1, 1, 1)
+    steps = {}
+    for ns in (3, 5):
+        w = torch.nn.Parameter(torch.full((16, 8, 3, 3), 4 / 1152**0.5))  # norm sqrt(16): renormalising keeps it
+        opt = Muon([{"params": [w], "orthogonal": True, "lr": 1.0, "momentum": 0.0, "ns_steps": ns}], lr=1.0)
+        w.grad = grad.clone()
+        opt.step()
+        steps[ns] = (4 / 1152**0.5 - w.detach()).reshape(16, -1)
+        torch.testing.assert_close(steps[ns], orthogonalize(grad.reshape(16, -1), ns))
+    assert torch.linalg.svdvals(steps[3]).min() < torch.linalg.svdvals(steps[5]).min() - 0.1
+
+
+def test_a_muon_checkpoint_from_before_ns_steps_resumes_with_five() -> None:
+    w = torch.nn.Parameter(torch.randn(4, 2, 3, 3))
+    saved = Muon([{"params": [w], "orthogonal": True}], lr=0.1).state_dict()
+    del saved["param_groups"][0]["ns_steps"]  # as a checkpoint written before the option existed
+    opt = Muon([{"params": [w], "orthogonal": True, "ns_steps": 3}], lr=0.1)
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0]["ns_steps"] == 5
+    w.grad = torch.randn_like(w)
+    opt.step()
+
+
 def test_build_optimizer_muon_groups_for_airnet_and_refuses_unmarked_models() -> None:
-    model = zoo.create("airnet", widths=(16, 32, 32), filter_lr=0.2, filter_momentum=0.6)
+    model = zoo.create("airnet", widths=(16, 32, 32), filter_lr=0.2, filter_momentum=0.6, filter_ns_steps=3)
     recipe = Recipe(optimizer="muon", lr=0.5, momentum=0.85, weight_decay=1e-3)
     optimizer, _ = build_optimizer(model, recipe)
     assert isinstance(optimizer, Muon)
     ortho = [g for g in optimizer.param_groups if g["orthogonal"]]
-    assert len(ortho) == 1 and ortho[0]["lr"] == 0.2 and ortho[0]["momentum"] == 0.6
+    assert len(ortho) == 1 and ortho[0]["lr"] == 0.2 and ortho[0]["momentum"] == 0.6 and ortho[0]["ns_steps"] == 3
     filters = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.requires_grad}
     assert {id(p) for p in ortho[0]["params"]} == filters and len(filters) == 6
     every = [id(p) for g in optimizer.param_groups for p in g["params"]]

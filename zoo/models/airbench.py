@@ -92,7 +92,8 @@ class AirNet(nn.Module):
     def __init__(self, widths: tuple[int, int, int] = (64, 256, 256), whiten_kernel: int = 2,
                  num_classes: int = 10, bn_momentum: float = 0.4, head_scale: float = 1 / 9,
                  bias_lr_scale: float = 64.0, whiten_bias_epochs: int = 2, filter_lr: float = 0.24,
-                 filter_momentum: float = 0.6, small_size: int = 0, small_epochs: int = 0) -> None:
+                 filter_momentum: float = 0.6, small_size: int = 0, small_epochs: int = 0,
+                 filter_ns_steps: int = 5) -> None:
         super().__init__()
         self.whiten = PatchWhitening(whiten_kernel)
         self.act = nn.GELU()
@@ -102,7 +103,7 @@ class AirNet(nn.Module):
         self.head_scale = head_scale
         self.bias_lr_scale = bias_lr_scale
         self.whiten_bias_epochs = whiten_bias_epochs
-        self.filter_lr, self.filter_momentum = filter_lr, filter_momentum
+        self.filter_lr, self.filter_momentum, self.filter_ns_steps = filter_lr, filter_momentum, filter_ns_steps
         self.small_size, self.small_epochs = small_size, small_epochs
         self._train_size = 0  # side to which training batches are resized this epoch; 0: as they come
 
@@ -121,7 +122,8 @@ class AirNet(nn.Module):
         """Optimizer groups: BatchNorm biases learn `bias_lr_scale` times faster, with the weights' decay per step.
 
         With the "muon" optimizer the 3x3 filters form a third group, orthogonalised at their own relative
-        step `filter_lr` and momentum `filter_momentum` (benchmark.optim.Muon); the rest stays SGD.
+        step `filter_lr` and momentum `filter_momentum`, in `filter_ns_steps` Newton-Schulz steps
+        (benchmark.optim.Muon); the rest stays SGD.
         """
         bn = {id(m.bias) for m in self.modules() if isinstance(m, nn.BatchNorm2d)}
         trained = [p for p in self.parameters() if p.requires_grad]
@@ -134,7 +136,7 @@ class AirNet(nn.Module):
                   {"params": biases, "lr": recipe.lr * s, "weight_decay": recipe.weight_decay / s}]
         if filters:
             groups.append({"params": filters, "lr": self.filter_lr, "momentum": self.filter_momentum,
-                           "weight_decay": 0.0, "orthogonal": True})
+                           "weight_decay": 0.0, "orthogonal": True, "ns_steps": self.filter_ns_steps})
         return groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,8 +150,8 @@ class AirNet(nn.Module):
 def airnet(widths: tuple[int, int, int] = (64, 256, 256), whiten_kernel: int = 2, num_classes: int = 10,
            bn_momentum: float = 0.4, head_scale: float = 1 / 9, bias_lr_scale: float = 64.0,
            whiten_bias_epochs: int = 2, filter_lr: float = 0.24, filter_momentum: float = 0.6,
-           small_size: int = 0, small_epochs: int = 0) -> AirNet:
+           small_size: int = 0, small_epochs: int = 0, filter_ns_steps: int = 5) -> AirNet:
     """AirNet at the given widths (airbench94's are 64/256/256); filter_* apply with the "muon" optimizer;
     small_size > 0 trains the first small_epochs on images downscaled to that side."""
     return AirNet(tuple(widths), whiten_kernel, num_classes, bn_momentum, head_scale, bias_lr_scale,
-                  whiten_bias_epochs, filter_lr, filter_momentum, small_size, small_epochs)
+                  whiten_bias_epochs, filter_lr, filter_momentum, small_size, small_epochs, filter_ns_steps)
