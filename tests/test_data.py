@@ -272,6 +272,19 @@ def test_the_tests_forked_cli_answers_as_a_new_interpreter_does(tmp_path):
     assert cifarzoo("data", "info", env=env).returncode == 2 and cifarzoo("--version").returncode == 0
 
 
+def test_the_suite_stops_at_a_crashed_worker_and_names_its_test(tmp_path):
+    """Under the project's pytest options a worker killed by a segfault fails the run once, at once, naming the
+    test: it is not started again on replacement workers (xdist's default), where the run can also hang."""
+    (tmp_path / "test_crash.py").write_text("import os, signal\n\ndef test_segfault():\n"
+                                            "    os.kill(os.getpid(), signal.SIGSEGV)\n\ndef test_after():\n"
+                                            "    pass\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir",
+                           str(tmp_path), "-p", "no:cacheprovider", "-n", "2", str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert proc.stdout.count("crashed while running 'test_crash.py::test_segfault'") == 1, proc.stdout[-2000:]
+
+
 def test_offline_official_download_fails_fast_with_the_fix(monkeypatch, temp_home):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
