@@ -143,9 +143,9 @@ def _flagship_overrides(data: dict[str, Any]) -> list[str]:
         entry = zoo.get_entry(data.get("entry") or "")
     except CifarzooError:
         return parts
-    own = json.loads(json.dumps({**entry.recipe.to_dict(), **entry.arch_kwargs}))  # as the file holds it: lists
-    changed = [f"{k}={json.dumps(v)}" for k, v in {**recipe, **arch}.items()
-               if k != "max_epochs" and k in own and own[k] != v]
+    own_recipe, own_arch = json.loads(json.dumps([entry.recipe.to_dict(), entry.arch_kwargs]))  # lists, as in files
+    changed = [f"{k}={json.dumps(v)}" for k, v in recipe.items() if k != "max_epochs" and own_recipe.get(k, v) != v]
+    changed += [f"{k}={json.dumps(v)}" for k, v in arch.items() if k not in own_arch or own_arch[k] != v]
     if changed:
         parts.append("--set " + " ".join(map(shlex.quote, changed)))
     return parts

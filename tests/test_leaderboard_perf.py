@@ -233,13 +233,13 @@ def test_a_flagship_of_two_sittings_with_overrides_is_reproduced_sitting_by_sitt
     perf = write_perf(tmp_path / "results")
     first, second = {"sitting": "2026-12-04T09:00:00"}, {"sitting": "2026-12-05T10:00:00"}
     split = {**perf["flagship"], "recipe": {**perf["flagship"]["recipe"], "precision": "fp32"},
-             "arch_kwargs": {**perf["flagship"]["arch_kwargs"], "filter_lr": 0.2},
+             "arch_kwargs": {**perf["flagship"]["arch_kwargs"], "filter_lr": 0.2, "filter_ns_steps": 3},
              "runs": [{"seed": s, "acc": 0.907, "wall_s": 1000.0, "train_s": 900.0, "curve": [], **sitting}
                       for s, sitting in ((1, second), (0, first), (2, second))],
              "reference": [{"seed": 0, "acc": 0.906, "wall_s": 1500.0, "epochs": 9.9, "curve": [], **first}]}
     (tmp_path / "results" / "perf" / "flagship-fp32.json").write_text(json.dumps(split), encoding="utf-8")
     out = build_site(tmp_path / "results", tmp_path / "site").out
-    tail = ("--epochs 2 --set 'precision=\"fp32\"' filter_lr=0.2 --no-curve --threads 2 "
+    tail = ("--epochs 2 --set 'precision=\"fp32\"' filter_lr=0.2 filter_ns_steps=3 --no-curve --threads 2 "
             "--json results/perf/flagship-fp32.json")
     assert _parse(out / "performance.html").ids["flagship-fp32-reproduce"] == (
         f"python tests/perf/perf_flagship.py --seeds 0 --reference-seeds 0 {tail} && "
