@@ -63,9 +63,9 @@ def host_line() -> str:
     return f"{line}, {simd}, {bf16}{capped}"
 
 
-def isa_caps_text() -> str:
-    """The caps set in the environment as shell assignments, 'A=x B=y' ('' when none is)."""
-    return " ".join(f"{k}={v}" for k, v in isa_caps().items())
+def isa_caps_text(caps: dict[str, str] | None = None) -> str:
+    """Caps as shell assignments, 'A=x B=y' ('' for none): `caps`, or those set in the environment."""
+    return " ".join(f"{k}={v}" for k, v in (isa_caps() if caps is None else caps).items())
 
 
 def isa_caps_in(line: str) -> dict[str, str]:

@@ -23,9 +23,10 @@ import torch
 # the quintic iteration's coefficients (Jordan 2024): chosen to push singular values in (0, 1] towards
 # ~1 as fast as possible in five steps, accepting that they land anywhere in ~[0.7, 1.2]
 _NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+NS_STEPS = 5  # Newton-Schulz steps by default (airbench94_muon takes 3: an orthogonal group's ns_steps)
 
 
-def orthogonalize(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+def orthogonalize(matrix: torch.Tensor, steps: int = NS_STEPS, eps: float = 1e-7) -> torch.Tensor:
     """Approximately U V^T for matrix = U S V^T (rows x cols), by `steps` Newton-Schulz iterations."""
     a, b, c = _NS_COEFFICIENTS
     x = matrix.float() / (matrix.norm() + eps)  # singular values into (0, 1], where the iteration converges
@@ -47,12 +48,12 @@ class Muon(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-                                  "orthogonal": False, "ns_steps": 5})
+                                  "orthogonal": False, "ns_steps": NS_STEPS})
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         for group in self.param_groups:  # a checkpoint from before the option resumes as it ran
-            group.setdefault("ns_steps", 5)
+            group.setdefault("ns_steps", NS_STEPS)
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]

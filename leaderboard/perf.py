@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import zoo
-from benchmark.machine import isa_caps_in
+from benchmark.machine import isa_caps_in, isa_caps_text
 from leaderboard import plots
 from leaderboard.records import log
 from zoo.errors import CifarzooError
@@ -114,13 +114,13 @@ def flagship_command(data: dict[str, Any]) -> str:
     (`--set`, against the entry's own), curve and threads; joined by ` && `."""
     runs, reference = data.get("runs") or [], data.get("reference") or []
     sittings = sorted({r.get("sitting") for r in runs + reference}, key=lambda s: s or "") or [None]
-    common = [*_flagship_overrides(data)]
+    common = _flagship_overrides(data)
     if not any(r.get("curve") for r in runs):
         common.append("--no-curve")
     if data.get("threads"):
         common.append(f"--threads {data['threads']}")
     common.append(f"--json results/perf/{data['file']}")
-    caps = [f"{k}={v}" for k, v in isa_caps_in(data.get("machine") or "").items()]
+    caps = [isa_caps_text(caps)] if (caps := isa_caps_in(data.get("machine") or "")) else []
     device = [f"--device {data['device']}"] if data.get("device", "cpu") != "cpu" else []
     commands = []
     for i, sitting in enumerate(sittings):
