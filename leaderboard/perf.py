@@ -22,6 +22,7 @@ from benchmark.machine import isa_caps_in, isa_caps_text
 from leaderboard import plots
 from leaderboard.records import log
 from zoo.errors import CifarzooError
+from zoo.registry import architecture_arguments
 
 KINDS = ("flagship", "train_speed", "reference", "inference")
 PAGE = "performance.html"
@@ -136,7 +137,8 @@ def flagship_command(data: dict[str, Any]) -> str:
 def _flagship_overrides(data: dict[str, Any]) -> list[str]:
     """`--epochs N` and a `--set FIELD=JSON` for each recipe field and architecture argument of the file that
     differs from its entry's own (none where the entry is not registered here: the file's recipe is then the
-    only record of what ran)."""
+    only record of what ran). An argument the entry sets and the file lacks ran at the builder's default: a file
+    from before the entry changed (airnet-fast's `filter_ns_steps`) still names what it ran."""
     recipe, arch = data.get("recipe") or {}, data.get("arch_kwargs") or {}
     parts = [f"--epochs {recipe['max_epochs']}"] if recipe.get("max_epochs") else []
     try:
@@ -145,7 +147,9 @@ def _flagship_overrides(data: dict[str, Any]) -> list[str]:
         return parts
     own_recipe, own_arch = json.loads(json.dumps([entry.recipe.to_dict(), entry.arch_kwargs]))  # lists, as in files
     changed = [f"{k}={json.dumps(v)}" for k, v in recipe.items() if k != "max_epochs" and own_recipe.get(k, v) != v]
-    changed += [f"{k}={json.dumps(v)}" for k, v in arch.items() if k not in own_arch or own_arch[k] != v]
+    defaults = json.loads(json.dumps(architecture_arguments(entry.architecture), default=lambda _: None))
+    ran = {**{k: defaults.get(k) for k in own_arch}, **arch}
+    changed += [f"{k}={json.dumps(v)}" for k, v in ran.items() if k not in own_arch or own_arch[k] != v]
     if changed:
         parts.append("--set " + " ".join(map(shlex.quote, changed)))
     return parts

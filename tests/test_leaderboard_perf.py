@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from record_factory import demo_results, write_perf
 
+import zoo
 from leaderboard.build import StrictBuildError, build_site
 
 
@@ -233,14 +234,29 @@ def test_a_flagship_of_two_sittings_with_overrides_is_reproduced_sitting_by_sitt
     perf = write_perf(tmp_path / "results")
     first, second = {"sitting": "2026-12-04T09:00:00"}, {"sitting": "2026-12-05T10:00:00"}
     split = {**perf["flagship"], "recipe": {**perf["flagship"]["recipe"], "precision": "fp32"},
-             "arch_kwargs": {**perf["flagship"]["arch_kwargs"], "filter_lr": 0.2, "filter_ns_steps": 3},
+             "arch_kwargs": {**perf["flagship"]["arch_kwargs"], "filter_lr": 0.2, "filter_ns_steps": 5},
              "runs": [{"seed": s, "acc": 0.907, "wall_s": 1000.0, "train_s": 900.0, "curve": [], **sitting}
                       for s, sitting in ((1, second), (0, first), (2, second))],
              "reference": [{"seed": 0, "acc": 0.906, "wall_s": 1500.0, "epochs": 9.9, "curve": [], **first}]}
     (tmp_path / "results" / "perf" / "flagship-fp32.json").write_text(json.dumps(split), encoding="utf-8")
     out = build_site(tmp_path / "results", tmp_path / "site").out
-    tail = ("--epochs 2 --set 'precision=\"fp32\"' filter_lr=0.2 filter_ns_steps=3 --no-curve --threads 2 "
+    tail = ("--epochs 2 --set 'precision=\"fp32\"' filter_lr=0.2 filter_ns_steps=5 --no-curve --threads 2 "
             "--json results/perf/flagship-fp32.json")
     assert _parse(out / "performance.html").ids["flagship-fp32-reproduce"] == (
         f"python tests/perf/perf_flagship.py --seeds 0 --reference-seeds 0 {tail} && "
         f"python tests/perf/perf_flagship.py --seeds 1 2 --reference-seeds {tail} --append")
+
+
+def test_an_argument_the_entry_sets_and_the_file_lacks_comes_back_at_the_builders_default(tmp_path):
+    """A file measured before its entry gained an argument ran the builder's default: the command says so, or
+    it would rerun the entry's new value under the old file's name."""
+    demo_results(tmp_path / "results")
+    perf = write_perf(tmp_path / "results")
+    older = {**perf["flagship"], "arch_kwargs": {k: v for k, v in perf["flagship"]["arch_kwargs"].items()
+                                                 if k != "whiten_bias_epochs"}}  # the entry sets 3, airnet's default is 2
+    (tmp_path / "results" / "perf" / "flagship-older.json").write_text(json.dumps(older), encoding="utf-8")
+    out = build_site(tmp_path / "results", tmp_path / "site").out
+    assert zoo.get_entry("airnet-fast").arch_kwargs["whiten_bias_epochs"] == 3
+    assert _parse(out / "performance.html").ids["flagship-older-reproduce"] == (
+        "python tests/perf/perf_flagship.py --seeds 0 1 --reference-seeds 0 --epochs 2 --set whiten_bias_epochs=2 "
+        "--threads 2 --json results/perf/flagship-older.json")
