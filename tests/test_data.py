@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -280,9 +281,16 @@ def test_the_suite_stops_at_a_crashed_worker_and_names_its_test(tmp_path):
                                             "    pass\n", encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir",
                            str(tmp_path), "-p", "no:cacheprovider", "-n", "2", str(tmp_path)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 1, proc.stdout[-2000:]
-    assert proc.stdout.count("crashed while running 'test_crash.py::test_segfault'") == 1, proc.stdout[-2000:]
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "COLUMNS": "200"})  # the summary line is cut to the terminal's width
+    out = proc.stdout
+    assert proc.returncode == 1, out[-2000:]
+    # Each start of the test on a worker that then crashes writes one such line; the short summary, one FAILED line.
+    crashes = re.findall(r"^worker 'gw\d+' crashed while running 'test_crash.py::test_segfault'$", out, re.M)
+    assert len(crashes) == 1, out[-2000:]
+    failed = re.findall(r"^FAILED test_crash.py::test_segfault - worker 'gw\d+' crashed", out, re.M)
+    assert len(failed) == 1, out[-2000:]
+    assert "replacing crashed worker" not in out, out[-2000:]
 
 
 def test_offline_official_download_fails_fast_with_the_fix(monkeypatch, temp_home):
