@@ -6,8 +6,11 @@ perf scripts all read the CPU here.
 
 from __future__ import annotations
 
+import getpass
 import os
 import platform
+import re
+import tempfile
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -82,6 +85,27 @@ def cpu_flags() -> tuple[str, ...]:
 def isa_caps() -> dict[str, str]:
     """The instruction-set caps set in the environment (ISA_CAPS), by name; empty when none is."""
     return {name: os.environ[name].strip() for name in ISA_CAPS if os.environ.get(name, "").strip()}
+
+
+def separate_inductor_cache() -> str | None:
+    """Under ISA caps, point torch.compile's on-disk cache at a folder of the caps' own, and return it.
+
+    Inductor's cache (`/tmp/torchinductor_$USER`) is not keyed on the caps: on a Zen 5 VM an uncapped suite run
+    after a capped one aborted in a cached graph's oneDNN convolution, three runs of three, and passed with a
+    fresh cache. A `TORCHINDUCTOR_CACHE_DIR` the user set is kept; so is the default when no cap is set.
+    Inductor reads the variable on its first compile, so this runs when `benchmark` is imported.
+    """
+    caps = isa_caps()
+    if not caps or os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return None
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    slug = re.sub(r"[^A-Za-z0-9_]+", "-", isa_caps_text(caps)).strip("-")
+    folder = os.path.join(tempfile.gettempdir(), f"torchinductor_{user}-{slug}")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+    return folder
 
 
 def speed_flags() -> dict[str, bool]:

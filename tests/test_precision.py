@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,6 +76,37 @@ def test_cache_key_and_host_line_follow_the_kernel_isa_caps(home, monkeypatch):
     assert machine.isa_caps() == {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     assert machine.isa_caps_in(machine.host_line()) == machine.isa_caps()  # a perf file's line gives them back
     assert machine.isa_caps_in(line) == {}
+
+
+def test_a_capped_process_keeps_its_own_compile_cache(monkeypatch, tmp_path):
+    """Inductor's cache is not keyed on the caps, so a capped process gets a folder of its own; a folder the user
+    chose is kept, and an uncapped process keeps torch's default."""
+    for name in (*machine.ISA_CAPS, "TORCHINDUCTOR_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # gettempdir() reads TMPDIR again
+    assert machine.separate_inductor_cache() is None and "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    folder = machine.separate_inductor_cache()
+    assert folder == os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    assert Path(folder).parent == tmp_path
+    assert Path(folder).name.endswith("-ONEDNN_MAX_CPU_ISA-AVX2-ATEN_CPU_CAPABILITY-avx2")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert machine.separate_inductor_cache() is None and os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+def test_importing_benchmark_under_caps_moves_the_compile_cache(tmp_path):
+    """In a new interpreter, as a user's script or a test worker starts: importing `benchmark` is enough, and
+    inductor then resolves its cache to the caps' folder."""
+    env = {k: v for k, v in os.environ.items() if k not in (*machine.ISA_CAPS, "TORCHINDUCTOR_CACHE_DIR")}
+    code = ("import benchmark\nfrom torch._inductor.runtime.cache_dir_utils import cache_dir\nprint(cache_dir())")
+    capped = subprocess.run([sys.executable, "-c", code], env={**env, "TMPDIR": str(tmp_path),
+                            "ONEDNN_MAX_CPU_ISA": "AVX2"}, capture_output=True, text=True, check=True).stdout
+    uncapped = subprocess.run([sys.executable, "-c", code], env={**env, "TMPDIR": str(tmp_path)},
+                              capture_output=True, text=True, check=True).stdout
+    assert Path(capped.strip()).parent == tmp_path and capped.strip().endswith("-ONEDNN_MAX_CPU_ISA-AVX2")
+    assert Path(uncapped.strip()).parent == tmp_path and capped != uncapped
 
 
 @pytest.mark.skipif("avx2" not in machine.cpu_flags(), reason="needs an x86 CPU with AVX2")
