@@ -52,6 +52,20 @@ def test_keep_mask_odd_sizes_and_bf16() -> None:
     assert ((mask == 0) | (mask == mask.max())).all()
 
 
+def test_keep_mask_in_bf16_is_the_fp32_mask_rounded_and_a_zero_rate_keeps_all_and_draws_the_same() -> None:
+    for p in (0.1, 0.25, 0.5, 0.9):
+        torch.manual_seed(2)
+        wide = keep_mask((4, 1001), p, torch.float32)
+        torch.manual_seed(2)
+        assert torch.equal(keep_mask((4, 1001), p, torch.bfloat16), wide.to(torch.bfloat16)), p
+    torch.manual_seed(5)
+    mask = keep_mask((3, 7), 1e-6, torch.float32)  # rounds to p' = 0
+    after = torch.rand(1)
+    torch.manual_seed(5)
+    torch.empty(6, dtype=torch.int64).random_(-(1 << 63), None)  # (21 + 3) // 4 words
+    assert torch.equal(mask, torch.ones(3, 7)) and torch.equal(torch.rand(1), after)
+
+
 def test_fast_dropout_is_identity_in_eval_and_its_gradient_is_the_mask() -> None:
     torch.manual_seed(2)
     drop = FastDropout(0.3)
