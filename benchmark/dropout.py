@@ -39,7 +39,6 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(1 << 63), None)
     bits = words.view(torch.int16)[:n].view(shape)  # each uniform on [-32768, 32767]
     drop_levels = round(p * LEVELS)
-    scale = LEVELS / (LEVELS - drop_levels)
     if drop_levels == 0:  # p' = 0 keeps everything (the words are still drawn: the random stream is the same)
         return torch.ones(shape, dtype=dtype, device=device)
     # keep where bits >= threshold: P(keep) = (65536 - drop_levels) / 65536. Clamping the int16 bits to
@@ -48,7 +47,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
     # elements, one AVX2 thread) and no fp32 pass (the int16 -> fp32 -> bf16 copies were 7.6 % of vit-aug's bf16
     # step on Zen 4). One conversion to `dtype`, then the scale, rounded to `dtype` as before.
     threshold = drop_levels - LEVELS // 2
-    return bits.clamp(threshold - 1, threshold).sub_(threshold - 1).to(dtype).mul_(scale)
+    return bits.clamp(threshold - 1, threshold).sub_(threshold - 1).to(dtype).mul_(LEVELS / (LEVELS - drop_levels))
 
 
 class FastDropout(nn.Dropout):
