@@ -1,4 +1,7 @@
-"""Muon: orthogonalised momentum for convolution filters, SGD-Nesterov for everything else.
+"""Optimizers: Muon (orthogonalised momentum for convolution filters), and torch's Adam and AdamW without the
+fused CPU kernel's copies of channels_last tensors.
+
+Muon: orthogonalised momentum for convolution filters, SGD-Nesterov for everything else.
 
 Muon (Jordan et al. 2024, https://kellerjordan.github.io/posts/muon/) replaces a filter bank's update
 by the nearest semi-orthogonal matrix (all singular values ~1), found with a few Newton-Schulz
@@ -77,3 +80,45 @@ class Muon(torch.optim.Optimizer):
                     p.mul_(len(p) ** 0.5 / p.norm().clamp_min(1e-12))
                     update = orthogonalize(update.reshape(len(update), -1), group["ns_steps"]).view_as(p).to(p.dtype)
                 p.add_(update, alpha=-lr)
+
+
+def dense_order(t: torch.Tensor) -> list[int] | None:
+    """The permutation of `t`'s dimensions that lays it out contiguously (largest stride first), where `t` is
+    dense but not contiguous in its own order (a channels_last filter: [0, 2, 3, 1]); None otherwise."""
+    if t.is_contiguous():
+        return None
+    order = sorted(range(t.dim()), key=lambda d: (-t.stride(d), d))
+    return order if t.permute(order).is_contiguous() else None
+
+
+class _DenseViews:
+    """Hands torch's fused Adam / AdamW kernel each parameter's tensors as contiguous views.
+
+    On the CPU the fused kernel copies every tensor that is not contiguous in its own dimension order into a
+    contiguous one and back, every step: a channels_last filter costs two copies of itself per step, more
+    than the update (ResNet-12's 1,024 x 1,024 x 3 x 3 filters: 9 % of its bf16 step on Zen 4, 2 threads).
+    The update is elementwise, so applying one permutation to a parameter, its gradient and its moments,
+    which makes them contiguous, computes the same numbers without the copies. Only the lists handed to the
+    kernel change; the parameters and the state dict keep their shapes and layouts. (Not for SGD: its step
+    keys the state by the tensors in those lists.)
+    """
+
+    def _init_group(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
+                    *state: list[torch.Tensor]) -> bool:
+        has_complex = super()._init_group(group, params, grads, *state)  # type: ignore[misc]
+        for i, p in enumerate(list(params)):
+            order = dense_order(p)
+            if order is None:
+                continue
+            for tensors in (params, grads, *state):  # step counts (0-d) and absent amsgrad maxima stay
+                if i < len(tensors) and tensors[i].shape == p.shape:
+                    tensors[i] = tensors[i].permute(order)
+        return has_complex
+
+
+class Adam(_DenseViews, torch.optim.Adam):
+    """`torch.optim.Adam`, handing the fused kernel contiguous views (`_DenseViews`)."""
+
+
+class AdamW(_DenseViews, torch.optim.AdamW):
+    """`torch.optim.AdamW`, handing the fused kernel contiguous views (`_DenseViews`)."""

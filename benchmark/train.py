@@ -29,7 +29,7 @@ from benchmark.convgrad import unfold_conv_grads
 from benchmark.cpumemory import keep_freed_memory
 from benchmark.dropout import fast_dropout
 from benchmark.fastpath import FastPath, autocast, choose
-from benchmark.optim import Muon
+from benchmark.optim import Adam, AdamW, Muon
 from zoo.recipe import EarlyStopping, Recipe
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> tuple[torch.optim.Optim
                              f"orthogonalise (orthogonal=True); {type(model).__name__} marks none")
         return Muon(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay), False
     kinds = {
-        "adam": (torch.optim.Adam, {}),
-        "adamw": (torch.optim.AdamW, {}),
+        "adam": (Adam, {}),
+        "adamw": (AdamW, {}),
         "sgd": (torch.optim.SGD, {"momentum": recipe.momentum, "nesterov": True}),
     }
     cls, extra = kinds[recipe.optimizer]

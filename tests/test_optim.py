@@ -1,13 +1,16 @@
-"""benchmark.optim: Newton-Schulz orthogonalisation and the Muon optimizer (SGD-Nesterov for plain groups)."""
+"""benchmark.optim: Newton-Schulz orthogonalisation, the Muon optimizer (SGD-Nesterov for plain groups), and Adam /
+AdamW handing the fused kernel contiguous views."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from helpers import stop_after
+from torch import nn
+from torch.profiler import profile
 
 import zoo
-from benchmark.optim import Muon, orthogonalize
+from benchmark.optim import Adam, AdamW, Muon, dense_order, orthogonalize
 from benchmark.train import build_optimizer
 from zoo.recipe import Recipe
 
@@ -130,3 +133,58 @@ def test_fit_with_muon_learns_and_resumes_exactly(tmp_path) -> None:
     resumed = run(checkpoint=ckpt)
     for name, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
+def test_dense_order_finds_the_layout_of_dense_tensors_only() -> None:
+    w = torch.zeros(8, 4, 3, 3)
+    assert dense_order(w) is None  # contiguous already
+    assert dense_order(w.contiguous(memory_format=torch.channels_last)) == [0, 2, 3, 1]
+    assert dense_order(torch.zeros(6, 5).t()) == [1, 0]
+    assert dense_order(torch.zeros(8, 8)[:, ::2]) is None  # strided, not dense: no order lays it out
+
+
+SHAPES = [(64, 32, 3, 3), (7, 5, 3, 3), (33, 17, 1, 1), (10, 48), (64,)]  # (7, 5, 3, 3): 315, no whole vector
+
+
+def _filters_last(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
+@pytest.mark.parametrize("ours, theirs", [(Adam, torch.optim.Adam), (AdamW, torch.optim.AdamW)])
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_on_views_is_torchs_adam_bit_for_bit_without_copying_filters(ours: type, theirs: type, amsgrad: bool,
+                                                                         fused: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(s, generator=g) for s in SHAPES]
+    runs = []
+    for cls in (ours, theirs):
+        params = [nn.Parameter(_filters_last(t.clone())) for t in start]
+        kind = {"fused": True} if fused else {"foreach": True}
+        runs.append((params, cls(params, lr=1e-2, weight_decay=1e-2, amsgrad=amsgrad, **kind)))
+    for _ in range(4):
+        grads = [_filters_last(torch.randn(s, generator=g)) for s in SHAPES]
+        for (params, optimizer), name in zip(runs, ("ours", "theirs")):
+            for p, grad in zip(params, grads):
+                p.grad = grad.clone(memory_format=torch.preserve_format)
+            with profile(record_shapes=True) as prof:
+                optimizer.step()
+            copied = [e.input_shapes[0] for e in prof.events() if e.name in ("aten::copy_", "aten::clone")]
+            filters = [shape for shape in copied if len(shape) == 4]
+            if name == "ours":
+                assert not filters, copied
+            elif fused:  # what the views avoid: torch's fused kernel copies each channels_last filter
+                assert len(filters) >= len([s for s in SHAPES if len(s) == 4]), copied
+    (ours_p, ours_opt), (theirs_p, theirs_opt) = runs
+    for a, b in zip(ours_p, theirs_p):
+        assert torch.equal(a, b) and a.stride() == b.stride()
+        for key, value in ours_opt.state[a].items():  # the moments keep the parameter's layout
+            assert torch.equal(value, theirs_opt.state[b][key]) and value.stride() == theirs_opt.state[b][key].stride()
+    assert ours_opt.state_dict()["state"].keys() == theirs_opt.state_dict()["state"].keys()
+
+
+def test_build_optimizer_hands_adam_and_adamw_the_views() -> None:
+    model = zoo.create("tinyvgg")
+    for name, cls in (("adam", Adam), ("adamw", AdamW)):
+        optimizer, fused = build_optimizer(model, Recipe(optimizer=name))
+        assert type(optimizer) is cls and fused
