@@ -177,8 +177,13 @@ def _speed_timing(rows: list[dict[str, Any]]) -> str:
     counts = sorted({len(r["fast_epochs_images_per_s"]) for r in rows if r.get("fast_epochs_images_per_s")})
     if not counts:
         return "the second of two epochs, one each"
-    timed = " or ".join(str(n) for n in counts)
-    return f"each side's fastest of {timed} timed epochs after an untimed one"
+    timed = f"each side's fastest of {' or '.join(str(n) for n in counts)} timed epochs after an untimed one"
+    own = sum(r.get("process") == "own" for r in rows)  # since 2026-12-07: each entry in a process of its own
+    if own == len(rows):
+        return f"{timed}; each entry in a process of its own, its reports' loop and then its fast path"
+    if own:
+        return f"{timed}; {own} of {len(rows)} entries each in a process of its own, the rest in one process"
+    return f"{timed}; in one process, every reports' loop before the first fast path"
 
 
 def inference_context(data: dict[str, Any]) -> dict[str, Any]:

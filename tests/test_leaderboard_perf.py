@@ -116,7 +116,9 @@ def test_a_second_hosts_measurements_get_their_own_sections(tmp_path):
     out = build_site(tmp_path / "results", tmp_path / "site").out
     page, text = _parse(out / "performance.html"), (out / "performance.html").read_text(encoding="utf-8")
     assert page.ids["flagship-acc"].strip() == "91.00 %"
-    assert page.ids["train-speed-avx2-timing"].strip() == "each side's fastest of 2 timed epochs after an untimed one"
+    assert page.ids["train-speed-avx2-timing"].strip() == ("each side's fastest of 2 timed epochs after an untimed "
+                                                           "one; in one process, every reports' loop before the "
+                                                           "first fast path")
     assert page.ids["flagship-avx2-acc"].strip() == "92.00 %"  # both seeds count for the accuracy,
     assert page.ids["flagship-avx2-ratio"].strip() == "0.60× the time"  # only the first for the time: 1200 / 2000
     assert page.ids["flagship-avx2-wall"].strip() == "20.0 min"
@@ -260,3 +262,20 @@ def test_an_argument_the_entry_sets_and_the_file_lacks_comes_back_at_the_builder
     assert _parse(out / "performance.html").ids["flagship-older-reproduce"] == (
         "python tests/perf/perf_flagship.py --seeds 0 1 --reference-seeds 0 --epochs 2 --set whiten_bias_epochs=2 "
         "--threads 2 --json results/perf/flagship-older.json")
+
+
+def test_train_speed_says_whether_each_entry_had_a_process_of_its_own(tmp_path):
+    demo_results(tmp_path / "results")
+    perf = write_perf(tmp_path / "results")
+    row = {**perf["train_speed"]["speed"][0], "reports_epochs_images_per_s": [38.0, 40.0],
+           "fast_epochs_images_per_s": [120.0, 119.0]}
+    folder = tmp_path / "results" / "perf"
+    for label, rows in (("own", [{**row, "process": "own"}] * 2),
+                        ("mixed", [{**row, "process": "own"}, {**row, "entry": "resnet12-aug"}])):
+        speed = {**perf["train_speed"], "accuracy": [], "speed": rows}
+        (folder / f"train_speed-{label}.json").write_text(json.dumps(speed), encoding="utf-8")
+    page = _parse(build_site(tmp_path / "results", tmp_path / "site").out / "performance.html")
+    assert page.ids["train-speed-own-timing"].strip().endswith(
+        "; each entry in a process of its own, its reports' loop and then its fast path")
+    assert page.ids["train-speed-mixed-timing"].strip().endswith(
+        "; 1 of 2 entries each in a process of its own, the rest in one process")

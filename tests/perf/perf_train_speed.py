@@ -18,8 +18,8 @@ epochs because the reports' loop is noisy on two cores, where its two DataLoader
 training threads: one timed epoch measured resnet12-aug's loop at 13.6-18.0 img/s and mixer-aug's at
 278-454 img/s on one idle host in one afternoon, while the fast path's ranged 40.5-43.8 and 799-1032 img/s.
 Every timed epoch's rate goes to the JSON.
-Every reports' loop runs first, before
-the first `fit` sets the engine's process-wide malloc thresholds (benchmark.cpumemory). Each row also prints
+Each entry runs in a spawned process of its own, its reports' loop first, before `fit` sets the engine's
+process-wide malloc thresholds (benchmark.cpumemory), then its fast path. Each row also prints
 the training FLOPs both loops achieve per second and a ceiling: the machine's peak dense rate (matmul or 3x3
 conv, measured here) over the reports' loop's rate, the ratio no loop can pass without changing the arithmetic.
 
@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 from perfkit import PilDataset, accuracy, peak_gflops, train_flops_per_image, write_json
@@ -130,46 +132,54 @@ def test_accuracy(model: nn.Module, x, y, mean, std, precision: str, channels_la
     return accuracy(model, loader, precision)
 
 
-def speed(data, mean, std, names: list[str]) -> list[dict]:
+def speed(data, mean, std, names: list[str], threads: int | None) -> list[dict]:
     """Both loops' images/s for each entry, with the ceiling: the best the fast path could reach if all of its
     counted FLOPs ran at this machine's peak dense rate (matmul or conv), as a multiple of the reports' loop.
 
-    Every reports' loop runs before the first `fit`: the engine's malloc setting (benchmark.cpumemory) is
-    process-wide, and the reports' loops are measured as their notebooks run, without it."""
-    rows = [_reports_side(data, mean, std, name, n) for name, n, _ in MODELS if name in names]
+    Each entry runs in a process of its own (spawned), the reports' loop first, then the fast path: the two
+    sides of a row are measured within minutes of each other, not the length of the zoo apart as when every
+    reports' loop ran first (a VM's speed drifts within the hour), and nothing of one entry (heap, threads,
+    the engine's process-wide malloc setting, benchmark.cpumemory, which the reports' loops must run without)
+    carries into the next."""
     print(f"{'model':<20} {'batch':>5} {'images':>6}  {'reports img/s':>13}  {'fast img/s':>10}  {'ratio':>6}  "
           f"{'GFLOP/s r/f':>11}  {'ceiling':>7}")
     peaks: dict[str, float] = {}  # per precision, measured when first used (emulated bf16 would take minutes)
     out = []
-    for row in rows:
-        name, entry, flops, slow_rate = row["name"], row["entry"], row["flops"], max(row["rates"])
-        fitted = fast_fit(row["model"], entry, row["x"], row["y"], mean, std, 1 + TIMED_EPOCHS, seed=0)
-        fast_rates, fp = [h["images_per_s"] for h in fitted.history[1:]], fitted.fast_path
-        fast_rate = max(fast_rates)
-        target = _target(name, fp["precision"])
-        if fp["precision"] not in peaks:
-            peaks[fp["precision"]] = peak_gflops(fp["precision"])
-            print(f"  (peak dense rate, {fp['precision']}, matmul or 3x3 conv: {peaks[fp['precision']]:.0f} GFLOP/s)")
-        ceiling = peaks[fp["precision"]] * 1e9 / flops / slow_rate
-        print(f"{name:<20} {entry.recipe.batch_size:>5} {len(row['y']):>6}  {slow_rate:>13.1f}  {fast_rate:>10.1f}  "
+    for name, n, _ in MODELS:
+        if name not in names:
+            continue
+        idx = stratified_subset(data.y_train, n, seed=0)
+        # not a multiprocessing.Pool: its workers are daemons, and the reports' DataLoader starts workers
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            row = pool.submit(_both_sides, name, data.x_train[idx], data.y_train[idx], mean, std, threads,
+                              COMPILE, TIMED_EPOCHS, multiprocessing.get_start_method()).result()
+        precision, slow_rate, fast_rate = row["precision"], row["reports_images_per_s"], row["fast_images_per_s"]
+        if precision not in peaks:
+            peaks[precision] = peak_gflops(precision)
+            print(f"  (peak dense rate, {precision}, matmul or 3x3 conv: {peaks[precision]:.0f} GFLOP/s)")
+        flops, target = row["train_flops_per_image"], _target(name, precision)
+        ceiling = peaks[precision] * 1e9 / flops / slow_rate
+        print(f"{name:<20} {row['batch_size']:>5} {row['images']:>6}  {slow_rate:>13.1f}  {fast_rate:>10.1f}  "
               f"{fast_rate / slow_rate:>5.2f}x  {flops * slow_rate / 1e9:>5.0f}/{flops * fast_rate / 1e9:<5.0f}  "
-              f"{ceiling:>6.2f}x  {fp['precision']}{' +cl' if fp['channels_last'] else ''}"
-              f"{' +compile' if fp['compile'] else ''}  {'meets' if fast_rate / slow_rate >= target else 'BELOW'} "
+              f"{ceiling:>6.2f}x  {precision}{' +cl' if row['channels_last'] else ''}"
+              f"{' +compile' if row['compile'] else ''}  {'meets' if fast_rate / slow_rate >= target else 'BELOW'} "
               f"{target:.1f}x", flush=True)
-        out.append({"entry": name, "batch_size": entry.recipe.batch_size, "images": len(row["y"]),
-                    "reports_images_per_s": slow_rate, "fast_images_per_s": fast_rate,
-                    "reports_epochs_images_per_s": row["rates"], "fast_epochs_images_per_s": fast_rates,
-                    "precision": fp["precision"], "channels_last": fp["channels_last"], "compile": fp["compile"],
-                    "freed_memory_kept": fp["freed_memory_kept"],
-                    "train_flops_per_image": flops, "peak_gflops": peaks[fp["precision"]], "ceiling": ceiling})
+        out.append({**row, "peak_gflops": peaks[precision], "ceiling": ceiling})
     return out
 
 
-def _reports_side(data, mean, std, name: str, n: int) -> dict:
-    """The reports' loop on one entry (its fastest timed epoch), and the same initial weights for the fast path."""
+def _both_sides(name: str, x, y, mean, std, threads: int | None, compile_: bool, timed_epochs: int,
+                start_method: str) -> dict:
+    """In a fresh process: the reports' loop on one entry, then the fast path from the same initial weights;
+    each side's fastest timed epoch."""
+    global COMPILE, TIMED_EPOCHS
+    COMPILE, TIMED_EPOCHS = compile_, timed_epochs
+    # a spawned process makes "spawn" its default: the reports' DataLoader would then start its workers from a
+    # fresh interpreter every epoch (cnn3-basic's loop 3.5x slower), not as a notebook's, on this platform's default
+    multiprocessing.set_start_method(start_method, force=True)
+    if threads:
+        torch.set_num_threads(threads)
     entry = zoo.get_entry(name)
-    idx = stratified_subset(data.y_train, n, seed=0)
-    x, y = data.x_train[idx], data.y_train[idx]
     torch.manual_seed(0)
     model = _network(entry)
     fast_model = _network(entry)
@@ -180,7 +190,13 @@ def _reports_side(data, mean, std, name: str, n: int) -> dict:
     rates = [len(y) / s for s in reports_epochs(model, loader, entry.recipe.lr, 1 + TIMED_EPOCHS)[1:]]
     print(f"  reports' loop {name}: {max(rates):.1f} img/s (timed epochs {', '.join(f'{r:.1f}' for r in rates)})",
           flush=True)
-    return {"name": name, "entry": entry, "x": x, "y": y, "model": fast_model, "flops": flops, "rates": rates}
+    fitted = fast_fit(fast_model, entry, x, y, mean, std, 1 + TIMED_EPOCHS, seed=0)
+    fast_rates, fp = [h["images_per_s"] for h in fitted.history[1:]], fitted.fast_path
+    return {"entry": name, "batch_size": entry.recipe.batch_size, "images": len(y),
+            "reports_images_per_s": max(rates), "fast_images_per_s": max(fast_rates),
+            "reports_epochs_images_per_s": rates, "fast_epochs_images_per_s": fast_rates,
+            "precision": fp["precision"], "channels_last": fp["channels_last"], "compile": fp["compile"],
+            "freed_memory_kept": fp["freed_memory_kept"], "train_flops_per_image": flops, "process": "own"}
 
 
 def accuracy_check(data, mean, std, names: list[str], images: int | None, epochs: int,
@@ -251,7 +267,8 @@ def main() -> None:
             result = {**json.load(f), **{k: v for k, v in result.items() if k not in ("speed", "accuracy")}}
     measured = {"threads": torch.get_num_threads()}
     if not args.skip_speed:
-        rows = [{**r, **measured, "load": os.getloadavg()[0]} for r in speed(data, mean, std, args.models)]
+        rows = [{**r, **measured, "load": os.getloadavg()[0]}
+                for r in speed(data, mean, std, args.models, args.threads)]
         result["speed"] = merge(result.get("speed", []), rows, ("entry",))
     if not args.skip_accuracy:
         rows = accuracy_check(data, mean, std, args.models, args.acc_images, args.acc_epochs, args.acc_seeds)
