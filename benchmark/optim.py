@@ -105,7 +105,7 @@ class _DenseViews:
     def _init_group(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
                     *state: list[torch.Tensor]) -> bool:
         has_complex = super()._init_group(group, params, grads, *state)  # type: ignore[misc]
-        for i, p in enumerate(list(params)):
+        for i, p in enumerate(params):  # entries are replaced in place, after they are read
             order = dense_order(p)
             if order is None:
                 continue
