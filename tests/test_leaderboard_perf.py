@@ -91,7 +91,8 @@ def test_flagship_mean_over_seeds_and_figure(site):
 
 def test_train_speed_ratio_and_accuracy_difference(site):
     page = _parse(site / "performance.html")
-    assert page.tables["train-speed-table"][1:] == [["tinyvgg-aug", "32", "2048", "40.0", "120.0", "3.00×", "2"]]
+    assert page.tables["train-speed-table"][1:] == [
+        ["tinyvgg-aug", "32", "2048", "40.0", "120.0", "3.00×", "2", "", ""]]  # no ceilings in the file: blank
     assert page.ids["train-speed-timing"].strip() == "the second of two epochs, one each"  # a file of before
     row = page.tables["train-speed-accuracy"][1]
     assert row[:6] == ["tinyvgg-aug", "2", "5000", "3", "41.00", "41.50"]
@@ -131,7 +132,8 @@ def test_a_second_hosts_measurements_get_their_own_sections(tmp_path):
     assert text.index('id="flagship"') < text.index('id="flagship-avx2"')  # the plain file first
     assert "time to accuracy, Other CPU, 2 cores, AVX2, bf16 emulated</h2>" in text
     assert "results/perf/flagship-avx2.json" in text and "Not_An_Id" not in text
-    assert page.tables["train-speed-avx2-table"][1:] == [["tinyvgg-aug", "32", "2048", "40.0", "120.0", "3.00×", "2"]]
+    assert page.tables["train-speed-avx2-table"][1:] == [
+        ["tinyvgg-aug", "32", "2048", "40.0", "120.0", "3.00×", "2", "", ""]]
     assert "this host's probe chose: fp32, channels_last." in text
 
 
@@ -270,12 +272,14 @@ def test_train_speed_says_whether_each_entry_had_a_process_of_its_own(tmp_path):
     row = {**perf["train_speed"]["speed"][0], "reports_epochs_images_per_s": [38.0, 40.0],
            "fast_epochs_images_per_s": [120.0, 119.0]}
     folder = tmp_path / "results" / "perf"
-    for label, rows in (("own", [{**row, "process": "own"}] * 2),
+    for label, rows in (("own", [{**row, "process": "own", "ceiling": 2.55, "conv_bound": 2.591}] * 2),
                         ("mixed", [{**row, "process": "own"}, {**row, "entry": "resnet12-aug"}])):
         speed = {**perf["train_speed"], "accuracy": [], "speed": rows}
         (folder / f"train_speed-{label}.json").write_text(json.dumps(speed), encoding="utf-8")
     page = _parse(build_site(tmp_path / "results", tmp_path / "site").out / "performance.html")
     assert page.ids["train-speed-own-timing"].strip().endswith(
         "; each entry in a process of its own, its reports' loop and then its fast path")
+    assert page.tables["train-speed-own-table"][1][-2:] == ["2.55×", "2.59×"]  # both ceilings, as the file has them
+    assert page.tables["train-speed-mixed-table"][1][-2:] == ["", ""]  # a file of before: neither
     assert page.ids["train-speed-mixed-timing"].strip().endswith(
         "; 1 of 2 entries each in a process of its own, the rest in one process")

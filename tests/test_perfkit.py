@@ -1,4 +1,5 @@
-"""The measuring helpers of tests/perf: the FLOP count behind perf_train_speed's GEMM ceiling."""
+"""The measuring helpers of tests/perf: the FLOP count behind perf_train_speed's GEMM ceiling, and the timing of a
+network's convolutions alone behind its second ceiling."""
 
 import sys
 from pathlib import Path
@@ -7,7 +8,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent / "perf"))
-from perfkit import peak_gflops, train_flops_per_image  # noqa: E402
+import perfkit  # noqa: E402
+from perfkit import conv_step_ms, peak_gflops, train_flops_per_image  # noqa: E402
 
 
 def test_train_flops_count_forward_and_weight_gradient_per_image():
@@ -37,3 +39,29 @@ def test_train_flops_leave_the_model_untouched():
 
 def test_peak_is_a_positive_rate():
     assert peak_gflops("fp32", n=256, repeats=2) > 0.1
+
+
+def test_conv_step_times_every_convolution_at_its_shape_as_a_training_step(monkeypatch):
+    seen = []
+
+    def one_call(fn, repeats=3):  # records what would be timed, runs it once
+        conv, x, precision = fn.args
+        fn()
+        seen.append((conv.weight.shape, tuple(x.shape), x.requires_grad, x.is_contiguous(
+            memory_format=torch.channels_last), conv.weight.grad is not None, "forward" in conv.__dict__, precision))
+        return 1.5
+
+    monkeypatch.setattr(perfkit, "best_ms", one_call)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1),
+                          nn.Flatten(), nn.LazyLinear(10))
+    model(torch.zeros(1, 3, 32, 32))
+    assert conv_step_ms(model, 5, 32, "fp32", True) == 3.0  # two convolutions, the linear layer not timed
+    # the first reads the image (no input gradient), the second a hidden map of the stride-2 output's shape;
+    # each in the layout asked for, its weight gradient computed
+    assert seen == [((8, 3, 3, 3), (5, 3, 32, 32), False, True, True, False, "fp32"),
+                    ((4, 8, 3, 3), (5, 8, 16, 16), True, True, True, False, "fp32")]
+    seen.clear()
+    conv_step_ms(model, 2, 32, "fp32", False, engine=True)  # as fit runs them: benchmark.convgrad's wrapper
+    assert [(s[3], s[5]) for s in seen] == [(False, True), (False, True)]
+    assert all(m.weight.grad is None and not m._forward_hooks and "forward" not in m.__dict__
+               for m in model if isinstance(m, nn.Conv2d))  # the model itself untouched

@@ -14,25 +14,15 @@ by the rule and by the best of both. Not a CI test: a few minutes on a 2-core CP
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from perf_train_speed import MODELS, _network
+from perfkit import best_ms
 from torch import nn
 
 import zoo
 from benchmark.convgrad import unfold_wins, weight_grad_by_unfold
 from benchmark.machine import host_line
-
-
-def best_ms(fn, repeats: int = 3) -> float:
-    fn()  # warm-up: kernel selection, allocation
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return 1000 * best
 
 
 def conv_shapes(name: str) -> tuple[int, list[tuple[nn.Conv2d, torch.Size, torch.Size]]]:

@@ -41,7 +41,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
-from perfkit import PilDataset, accuracy, peak_gflops, train_flops_per_image, write_json
+from perfkit import PilDataset, accuracy, conv_step_ms, peak_gflops, train_flops_per_image, write_json
 from torch import nn
 
 import zoo
@@ -164,8 +164,22 @@ def speed(data, mean, std, names: list[str], threads: int | None) -> list[dict]:
               f"{ceiling:>6.2f}x  {precision}{' +cl' if row['channels_last'] else ''}"
               f"{' +compile' if row['compile'] else ''}  {'meets' if fast_rate / slow_rate >= target else 'BELOW'} "
               f"{target:.1f}x", flush=True)
+        if "conv_ms_fast" in row:
+            row["conv_bound"] = _print_conv_bound(row)
         out.append({**row, "peak_gflops": peaks[precision], "ceiling": ceiling})
     return out
+
+
+def _print_conv_bound(row: dict) -> float:
+    """Print a convolutional row's second ceiling and return it: the reports' whole step over the fast path's
+    convolutions alone (perfkit.conv_step_ms), the ratio the fast path would reach with all its other work free."""
+    step_ms = 1000 * row["batch_size"] / row["reports_images_per_s"]
+    reports, fast = row["conv_ms_reports"], row["conv_ms_fast"]
+    bound = step_ms / fast
+    print(f"  its convolutions alone: {reports:.0f} ms a step as the reports' loop runs them, {fast:.0f} ms as the "
+          f"fast path does ({reports / fast:.2f}x); against the reports' whole step of {step_ms:.0f} ms, the fast "
+          f"path with all else free would reach {bound:.2f}x", flush=True)
+    return bound
 
 
 def _both_sides(name: str, x, y, mean, std, threads: int | None, compile_: bool, timed_epochs: int,
@@ -192,11 +206,15 @@ def _both_sides(name: str, x, y, mean, std, threads: int | None, compile_: bool,
           flush=True)
     fitted = fast_fit(fast_model, entry, x, y, mean, std, 1 + TIMED_EPOCHS, seed=0)
     fast_rates, fp = [h["images_per_s"] for h in fitted.history[1:]], fitted.fast_path
-    return {"entry": name, "batch_size": entry.recipe.batch_size, "images": len(y),
+    batch, convs = entry.recipe.batch_size, {}
+    if any(type(m) is nn.Conv2d for m in model.modules()):  # after both sides, so it slows neither
+        convs = {"conv_ms_reports": conv_step_ms(model, batch, size, "fp32", False),
+                 "conv_ms_fast": conv_step_ms(fast_model, batch, size, fp["precision"], fp["channels_last"], True)}
+    return {"entry": name, "batch_size": batch, "images": len(y),
             "reports_images_per_s": max(rates), "fast_images_per_s": max(fast_rates),
             "reports_epochs_images_per_s": rates, "fast_epochs_images_per_s": fast_rates,
             "precision": fp["precision"], "channels_last": fp["channels_last"], "compile": fp["compile"],
-            "freed_memory_kept": fp["freed_memory_kept"], "train_flops_per_image": flops, "process": "own"}
+            "freed_memory_kept": fp["freed_memory_kept"], "train_flops_per_image": flops, "process": "own", **convs}
 
 
 def accuracy_check(data, mean, std, names: list[str], images: int | None, epochs: int,
