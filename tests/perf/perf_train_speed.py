@@ -21,7 +21,10 @@ Every timed epoch's rate goes to the JSON.
 Each entry runs in a spawned process of its own, its reports' loop first, before `fit` sets the engine's
 process-wide malloc thresholds (benchmark.cpumemory), then its fast path. Each row also prints
 the training FLOPs both loops achieve per second and a ceiling: the machine's peak dense rate (matmul or 3x3
-conv, measured here) over the reports' loop's rate, the ratio no loop can pass without changing the arithmetic.
+conv, measured here) over the reports' loop's rate, the ratio no loop can pass without changing the arithmetic;
+and each convolutional row a second one, the reports' whole step over the time the fast path's convolutions take
+alone (timed after both sides, one at a time at their shapes), the ratio with all its other work free. With
+`--json` each row is written as soon as it is measured.
 
 Then the accuracy check: both loops train the same initial weights for the same epochs on a balanced
 subset and are scored on the test split (no TTA); printed per seed and as the mean difference.
@@ -38,6 +41,7 @@ import multiprocessing
 import os
 import statistics
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
@@ -132,9 +136,11 @@ def test_accuracy(model: nn.Module, x, y, mean, std, precision: str, channels_la
     return accuracy(model, loader, precision)
 
 
-def speed(data, mean, std, names: list[str], threads: int | None) -> list[dict]:
-    """Both loops' images/s for each entry, with the ceiling: the best the fast path could reach if all of its
-    counted FLOPs ran at this machine's peak dense rate (matmul or conv), as a multiple of the reports' loop.
+def speed(data, mean, std, names: list[str], threads: int | None) -> Iterator[dict]:
+    """Both loops' images/s for each entry, yielded as it is measured, with the ceiling: the best the fast path
+    could reach if all of its counted FLOPs ran at this machine's peak dense rate (matmul or conv), as a multiple
+    of the reports' loop; and for the convolutional entries a second one, the reports' whole step over the fast
+    path's convolutions alone (perfkit.conv_step_ms): what the fast path would reach with all else free.
 
     Each entry runs in a process of its own (spawned), the reports' loop first, then the fast path: the two
     sides of a row are measured within minutes of each other, not the length of the zoo apart as when every
@@ -144,7 +150,6 @@ def speed(data, mean, std, names: list[str], threads: int | None) -> list[dict]:
     print(f"{'model':<20} {'batch':>5} {'images':>6}  {'reports img/s':>13}  {'fast img/s':>10}  {'ratio':>6}  "
           f"{'GFLOP/s r/f':>11}  {'ceiling':>7}")
     peaks: dict[str, float] = {}  # per precision, measured when first used (emulated bf16 would take minutes)
-    out = []
     for name, n, _ in MODELS:
         if name not in names:
             continue
@@ -166,8 +171,7 @@ def speed(data, mean, std, names: list[str], threads: int | None) -> list[dict]:
               f"{target:.1f}x", flush=True)
         if "conv_ms_fast" in row:
             row["conv_bound"] = _print_conv_bound(row)
-        out.append({**row, "peak_gflops": peaks[precision], "ceiling": ceiling})
-    return out
+        yield {**row, "peak_gflops": peaks[precision], "ceiling": ceiling}
 
 
 def _print_conv_bound(row: dict) -> float:
@@ -207,7 +211,7 @@ def _both_sides(name: str, x, y, mean, std, threads: int | None, compile_: bool,
     fitted = fast_fit(fast_model, entry, x, y, mean, std, 1 + TIMED_EPOCHS, seed=0)
     fast_rates, fp = [h["images_per_s"] for h in fitted.history[1:]], fitted.fast_path
     batch, convs = entry.recipe.batch_size, {}
-    if any(type(m) is nn.Conv2d for m in model.modules()):  # after both sides, so it slows neither
+    if name in CONVOLUTIONAL:  # after both sides, so it slows neither
         convs = {"conv_ms_reports": conv_step_ms(model, batch, size, "fp32", False),
                  "conv_ms_fast": conv_step_ms(fast_model, batch, size, fp["precision"], fp["channels_last"], True)}
     return {"entry": name, "batch_size": batch, "images": len(y),
@@ -285,9 +289,11 @@ def main() -> None:
             result = {**json.load(f), **{k: v for k, v in result.items() if k not in ("speed", "accuracy")}}
     measured = {"threads": torch.get_num_threads()}
     if not args.skip_speed:
-        rows = [{**r, **measured, "load": os.getloadavg()[0]}
-                for r in speed(data, mean, std, args.models, args.threads)]
-        result["speed"] = merge(result.get("speed", []), rows, ("entry",))
+        for row in speed(data, mean, std, args.models, args.threads):  # each row kept as soon as it is measured
+            row = {**row, **measured, "load": os.getloadavg()[0]}
+            result["speed"] = merge(result.get("speed", []), [row], ("entry",))
+            if args.json:
+                write_json(args.json, result)
     if not args.skip_accuracy:
         rows = accuracy_check(data, mean, std, args.models, args.acc_images, args.acc_epochs, args.acc_seeds)
         result["accuracy"] = merge(result.get("accuracy", []), rows, ("entry", "seed"))

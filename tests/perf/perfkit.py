@@ -71,29 +71,29 @@ def peak_gflops(precision: str = "fp32", n: int = 2048, repeats: int = 8) -> flo
 def conv_step_ms(model: torch.nn.Module, batch: int, input_size: int, precision: str, channels_last: bool,
                  engine: bool = False, repeats: int = 3) -> float:
     """Milliseconds one training step of `model` spends in its convolutions alone: each `nn.Conv2d`, at the shape
-    it sees in the network, forward and backward (input gradient except for the one that reads the image,
-    weight and bias gradients), with `precision` autocast and `channels_last` as a loop would run it, and with
-    `engine` the way `fit` runs them on the CPU (benchmark.convgrad); best of `repeats` after a warm-up, summed.
-    Timed one convolution at a time, so a floor: a step with all of its other work free would still take this
-    long."""
+    it sees in the network, forward and backward (the input, weight and bias gradients the step needs), with
+    `precision` autocast and `channels_last` as a loop would run it, and with `engine` the way `fit` runs them
+    on the CPU (benchmark.convgrad); best of `repeats` after a warm-up, summed. Timed one convolution at a time,
+    so a floor: a step with all of its other work free would still take this long."""
     import copy
     import functools
     from contextlib import nullcontext
 
     from benchmark.convgrad import unfold_conv_grads
 
-    net, image, seen = copy.deepcopy(model).float().eval(), torch.randn(2, 3, input_size, input_size), []
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, i[0] is image)))
+    net, seen = copy.deepcopy(model).float().eval(), []
+    # with autograd on, so each input says whether the step needs its gradient (not the image's, nor below a
+    # fine-tune's frozen layers)
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, i[0].requires_grad)))
              for m in net.modules() if type(m) is torch.nn.Conv2d]
-    with torch.no_grad():
-        net(image)
+    net(torch.randn(2, 3, input_size, input_size))
     for h in hooks:
         h.remove()
     layout = torch.channels_last if channels_last else torch.contiguous_format
     total = 0.0
-    for conv, in_shape, reads_image in seen:
+    for conv, in_shape, needs_grad in seen:
         conv = copy.deepcopy(conv).float().to(memory_format=layout)
-        x = torch.randn(batch, *in_shape[1:]).contiguous(memory_format=layout).requires_grad_(not reads_image)
+        x = torch.randn(batch, *in_shape[1:]).contiguous(memory_format=layout).requires_grad_(needs_grad)
         with unfold_conv_grads(conv) if engine else nullcontext():
             total += best_ms(functools.partial(_train_conv, conv, x, precision), repeats)
     return total
@@ -104,7 +104,8 @@ def _train_conv(conv: torch.nn.Conv2d, x: torch.Tensor, precision: str) -> None:
 
     with autocast("cpu", precision):
         out = conv(x)
-    out.backward(torch.ones_like(out))
+    if out.requires_grad:  # a frozen layer on the image has no backward
+        out.backward(torch.ones_like(out))
 
 
 def best_ms(fn, repeats: int = 3) -> float:
