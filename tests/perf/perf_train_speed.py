@@ -169,7 +169,7 @@ def speed(data, mean, std, names: list[str], threads: int | None) -> Iterator[di
               f"{ceiling:>6.2f}x  {precision}{' +cl' if row['channels_last'] else ''}"
               f"{' +compile' if row['compile'] else ''}  {'meets' if fast_rate / slow_rate >= target else 'BELOW'} "
               f"{target:.1f}x", flush=True)
-        if "conv_ms_fast" in row:
+        if row.get("conv_ms_fast"):
             row["conv_bound"] = _print_conv_bound(row)
         yield {**row, "peak_gflops": peaks[precision], "ceiling": ceiling}
 

@@ -85,7 +85,7 @@ def conv_step_ms(model: torch.nn.Module, batch: int, input_size: int, precision:
     # with autograd on, so each input says whether the step needs its gradient (not the image's, nor below a
     # fine-tune's frozen layers)
     hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, i[0].requires_grad)))
-             for m in net.modules() if type(m) is torch.nn.Conv2d]
+             for m in net.modules() if isinstance(m, torch.nn.Conv2d)]  # airbench's subclasses too
     net(torch.randn(2, 3, input_size, input_size))
     for h in hooks:
         h.remove()
