@@ -65,3 +65,20 @@ def test_conv_step_times_every_convolution_at_its_shape_as_a_training_step(monke
     assert [(s[3], s[5]) for s in seen] == [(False, True), (False, True)]
     assert all(m.weight.grad is None and not m._forward_hooks and "forward" not in m.__dict__
                for m in model if isinstance(m, nn.Conv2d))  # the model itself untouched
+
+
+def test_conv_step_takes_only_the_gradients_a_fine_tunes_step_needs(monkeypatch):
+    seen = []
+
+    def one_call(fn, repeats=3):
+        conv, x, _ = fn.args
+        fn()
+        seen.append((x.requires_grad, conv.weight.grad is not None))
+        return 1.0
+
+    monkeypatch.setattr(perfkit, "best_ms", one_call)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), nn.Conv2d(4, 4, 3))
+    model[0].requires_grad_(False)  # a frozen stem: nothing below the second layer needs a gradient
+    model[2].requires_grad_(False)  # a frozen layer after a trained one still passes its input gradient back
+    conv_step_ms(model, 2, 16, "fp32", False)
+    assert seen == [(False, False), (False, True), (True, False)]
