@@ -17,7 +17,7 @@ import argparse
 
 import torch
 from perf_train_speed import MODELS, _network
-from perfkit import best_ms
+from perfkit import best_ms, conv_calls
 from torch import nn
 
 import zoo
@@ -26,16 +26,11 @@ from benchmark.machine import host_line
 
 
 def conv_shapes(name: str) -> tuple[int, list[tuple[nn.Conv2d, torch.Size, torch.Size]]]:
+    """The entry's batch size and its plain convolutions (groups 1, numeric padding) with their shapes."""
     entry = zoo.get_entry(name)
-    model, seen = _network(entry), []
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, o.shape)))
-             for m in model.modules() if type(m) is nn.Conv2d and m.groups == 1 and not isinstance(m.padding, str)]
-    size = min(entry.recipe.input_size, 64)
-    with torch.no_grad():
-        model.eval()(torch.randn(2, 3, size, size))
-    for h in hooks:
-        h.remove()
-    return entry.recipe.batch_size, seen
+    calls = conv_calls(_network(entry), min(entry.recipe.input_size, 64))
+    return entry.recipe.batch_size, [(m, i, o) for m, i, o, _ in calls
+                                     if type(m) is nn.Conv2d and m.groups == 1 and not isinstance(m.padding, str)]
 
 
 def time_both(conv: nn.Conv2d, batch: int, in_shape: torch.Size, out_shape: torch.Size,

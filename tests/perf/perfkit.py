@@ -81,22 +81,29 @@ def conv_step_ms(model: torch.nn.Module, batch: int, input_size: int, precision:
 
     from benchmark.convgrad import unfold_conv_grads
 
-    net, seen = copy.deepcopy(model).float().eval(), []
-    # with autograd on, so each input says whether the step needs its gradient (not the image's, nor below a
-    # fine-tune's frozen layers)
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, i[0].requires_grad)))
-             for m in net.modules() if isinstance(m, torch.nn.Conv2d)]  # airbench's subclasses too
-    net(torch.randn(2, 3, input_size, input_size))
-    for h in hooks:
-        h.remove()
     layout = torch.channels_last if channels_last else torch.contiguous_format
     total = 0.0
-    for conv, in_shape, needs_grad in seen:
+    for conv, in_shape, _, needs_grad in conv_calls(model, input_size):
         conv = copy.deepcopy(conv).float().to(memory_format=layout)
         x = torch.randn(batch, *in_shape[1:]).contiguous(memory_format=layout).requires_grad_(needs_grad)
         with unfold_conv_grads(conv) if engine else nullcontext():
             total += best_ms(functools.partial(_train_conv, conv, x, precision), repeats)
     return total
+
+
+def conv_calls(model: torch.nn.Module, input_size: int) -> list[tuple[torch.nn.Conv2d, torch.Size, torch.Size, bool]]:
+    """Every `nn.Conv2d` call (airbench's subclasses too) of one forward pass of a copy of `model` (eval mode) on
+    a batch of two images: the copy's module, its input and output shapes, and whether the step needs its
+    input's gradient (not the image's, nor below a fine-tune's frozen layers: autograd is on, so it says)."""
+    import copy
+
+    net, seen = copy.deepcopy(model).float().eval(), []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, o.shape, i[0].requires_grad)))
+             for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    net(torch.randn(2, 3, input_size, input_size))
+    for h in hooks:
+        h.remove()
+    return seen
 
 
 def _train_conv(conv: torch.nn.Conv2d, x: torch.Tensor, precision: str) -> None:
