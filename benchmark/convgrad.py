@@ -29,9 +29,11 @@ weight's, whose other taps get exactly zero gradient either way. ResNet-18 train
 Zen 4, 2 threads, in-process A/B); sums in another order, so not bit-identical to the convolution.
 
 `unfold_conv_grads(model)` is a context manager for a training loop on the CPU in fp32 or under bf16
-autocast: within it each
-plain `nn.Conv2d` (groups 1, zero padding given as numbers) runs its forward through `_Conv2dFn`: the same
-`F.conv2d` forward and input gradient as torch's, the weight gradient by the rule's way for its shape.
+autocast: within it each plain convolution (`wrappable`: an `nn.Conv2d`, or a subclass that keeps its forward,
+groups 1, zero padding given as numbers) takes the fastest of three ways for its shape: one matmul for a
+one-pixel output (above), Winograd F(2x2, 3x3) for a wide 3x3 layer (`benchmark.winograd`, by its own fixed
+rule), else `_Conv2dFn`: the same `F.conv2d` forward and input gradient as torch's, the weight gradient by the
+rule's way for its shape.
 The weight gradients agree with oneDNN's to fp32 rounding (the sums are taken in another order), so a run
 with it is not bit-identical to a run without (under bf16 they agree to bf16 rounding; layers left to oneDNN
 are bit-identical). Not used on a GPU (cuDNN has its own algorithm search) or when compiled.
@@ -48,6 +50,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from benchmark.winograd import conv3x3, winograd_fits
 
 MAX_PIXELS = 16  # output pixels (h * w): on larger maps oneDNN won every shape surveyed
 MIN_INPUTS = 4096  # cin * kh * kw from which unfold won on 5-16 pixel maps (ResNet-12's 512 and 1,024 channels)
@@ -131,9 +135,11 @@ class _Conv2dFn(torch.autograd.Function):
         return grad_in, grad_w, grad_b, None, None
 
 
-def _eligible(module: nn.Module) -> bool:
-    return (type(module) is nn.Conv2d and module.groups == 1 and module.padding_mode == "zeros"
-            and not isinstance(module.padding, str))
+def wrappable(module: nn.Module) -> bool:
+    """A plain convolution: nn.Conv2d or a subclass with its forward (airbench's 3x3 convs), groups 1, zero
+    padding given as numbers."""
+    return (isinstance(module, nn.Conv2d) and type(module).forward is nn.Conv2d.forward and module.groups == 1
+            and module.padding_mode == "zeros" and not isinstance(module.padding, str))
 
 
 @dataclass
@@ -144,6 +150,7 @@ class Wrapped:
     convs: int = 0
     unfolded: set[str] = field(default_factory=set)
     as_matmul: set[str] = field(default_factory=set)  # one-pixel outputs computed as one matmul
+    winograd: set[str] = field(default_factory=set)  # wide 3x3 layers computed by benchmark.winograd
 
 
 def one_pixel_taps(conv: nn.Conv2d, height: int, width: int) -> tuple[slice, slice] | None:
@@ -167,8 +174,13 @@ def _forward(conv: nn.Conv2d, name: str, wrapped: Wrapped, x: torch.Tensor) -> t
     if taps is not None:
         wrapped.as_matmul.add(name)
         return _as_matmul(conv, x, taps)
-    geometry, report = (conv.stride, conv.padding, conv.dilation), (name, wrapped.unfolded)
     device = x.device.type
+    if winograd_fits(conv, x):
+        wrapped.winograd.add(name)
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else conv.weight.dtype
+        with torch.autocast(device, enabled=False):  # its own casts, as below
+            return conv3x3(x, conv.weight, conv.bias, dtype)
+    geometry, report = (conv.stride, conv.padding, conv.dilation), (name, wrapped.unfolded)
     if not torch.is_autocast_enabled(device):
         return _Conv2dFn.apply(x, conv.weight, conv.bias, geometry, report)
     # cast as autocast would for F.conv2d, outside the Function: the casts' own backward then hands the fp32
@@ -183,7 +195,7 @@ def _forward(conv: nn.Conv2d, name: str, wrapped: Wrapped, x: torch.Tensor) -> t
 def unfold_conv_grads(model: nn.Module) -> Iterator[Wrapped]:
     """Within the block, `model`'s plain convolutions take the faster weight gradient for their shape (see
     the module docstring). On exit they are the architecture's own modules again."""
-    convs = [(name, m) for name, m in model.named_modules() if _eligible(m)]
+    convs = [(name, m) for name, m in model.named_modules() if wrappable(m)]
     wrapped = Wrapped(convs=len(convs))
     try:
         for name, conv in convs:  # an instance attribute: popping it restores the class's forward

@@ -221,6 +221,7 @@ class TrainState:
         self.fp32_attention = False  # fused attention in fp32 under bf16 autocast (benchmark.attention)
         self.unfolded_convs = 0  # convolutions whose weight gradient went by unfold (benchmark.convgrad)
         self.matmul_convs = 0  # one-pixel convolutions computed as one matmul (benchmark.convgrad)
+        self.winograd_convs = 0  # wide 3x3 convolutions computed by Winograd F(2x2, 3x3) (benchmark.winograd)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(recipe, s, steps_per_epoch))
         self.stopper = EarlyStopper(recipe.early_stopping, recipe.min_epochs)
@@ -371,6 +372,7 @@ def fit(
                 raise RunPaused(state.epoch)
         state.unfolded_convs = len(convs.unfolded) if convs else 0
         state.matmul_convs = len(convs.as_matmul) if convs else 0
+        state.winograd_convs = len(convs.winograd) if convs else 0
     return _result(state, recipe, selected_on_val=val is not None)
 
 
@@ -457,6 +459,7 @@ def _result(state: TrainState, recipe: Recipe, selected_on_val: bool) -> FitResu
                    "channels_last": fast.channels_last, "compile": recipe.compile, "fused_optimizer": state.fused,
                    "fast_dropout": state.fast_dropout, "freed_memory_kept": state.memory_kept,
                    "unfolded_conv_grads": state.unfolded_convs, "matmul_convs": state.matmul_convs,
+                   "winograd_convs": state.winograd_convs,
                    "fp32_attention": state.fp32_attention,
                    "chosen_by": fast.source, "probe": fast.probe},
     )

@@ -21,7 +21,7 @@ from perfkit import best_ms, conv_calls
 from torch import nn
 
 import zoo
-from benchmark.convgrad import unfold_wins, weight_grad_by_unfold
+from benchmark.convgrad import unfold_wins, weight_grad_by_unfold, wrappable
 from benchmark.machine import host_line
 
 
@@ -29,8 +29,7 @@ def conv_shapes(name: str) -> tuple[int, list[tuple[nn.Conv2d, torch.Size, torch
     """The entry's batch size and its plain convolutions (groups 1, numeric padding) with their shapes."""
     entry = zoo.get_entry(name)
     calls = conv_calls(_network(entry), min(entry.recipe.input_size, 64))
-    return entry.recipe.batch_size, [(m, i, o) for m, i, o, _ in calls
-                                     if type(m) is nn.Conv2d and m.groups == 1 and not isinstance(m.padding, str)]
+    return entry.recipe.batch_size, [(m, i, o) for m, i, o, _ in calls if wrappable(m)]
 
 
 def time_both(conv: nn.Conv2d, batch: int, in_shape: torch.Size, out_shape: torch.Size,

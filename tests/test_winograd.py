@@ -1,0 +1,136 @@
+"""benchmark.winograd: 3x3 convolutions by Winograd F(2x2, 3x3), its rule, and its place in the engine's step."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark import convgrad, winograd
+
+CL = torch.channels_last
+
+
+def _both_ways(x_shape, cout, bias, x_grad=True, w_grad=True, dtype=torch.float64):
+    """Output and gradients of F.conv2d and of winograd.conv3x3 on the same random tensors."""
+    torch.manual_seed(0)
+    x = torch.randn(x_shape, dtype=dtype).contiguous(memory_format=CL).requires_grad_(x_grad)
+    w = torch.randn(cout, x_shape[1], 3, 3, dtype=dtype).contiguous(memory_format=CL).requires_grad_(w_grad)
+    b = torch.randn(cout, dtype=dtype, requires_grad=True) if bias else None
+    g = torch.randn(x_shape[0], cout, *x_shape[2:], dtype=dtype)
+    results = []
+    for conv in (lambda: F.conv2d(x, w, b, padding=1), lambda: winograd.conv3x3(x, w, b, dtype)):
+        out = conv()
+        wanted = [t for t in (x, w, b) if t is not None and t.requires_grad]
+        results.append((out, torch.autograd.grad(out, wanted, g) if wanted else ()))
+    return results
+
+
+@pytest.mark.parametrize(("x_shape", "cout", "bias"), [
+    ((2, 3, 4, 6), 5, True),  # even map: 2x3 tiles
+    ((3, 5, 8, 8), 4, False),
+    ((2, 3, 5, 7), 4, True),  # odd map: a last row and column of tiles half on padding, cropped
+    ((2, 6, 3, 3), 5, False),
+    ((1, 2, 1, 2), 3, True),  # a single tile
+])
+def test_conv3x3_is_the_convolution_with_its_gradients(x_shape, cout, bias) -> None:
+    (ref, ref_grads), (out, grads) = _both_ways(x_shape, cout, bias)
+    assert out.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, ref_grads, strict=True):  # x, weight (and bias)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("x_grad", "w_grad"), [(False, True), (True, False)])
+def test_only_the_gradients_the_step_needs(x_grad, w_grad) -> None:
+    # a first layer (the image needs no gradient) and a frozen layer under trained ones
+    (ref, ref_grads), (out, grads) = _both_ways((2, 4, 6, 6), 3, False, x_grad, w_grad)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    assert len(grads) == 1
+    torch.testing.assert_close(grads[0], ref_grads[0], rtol=1e-12, atol=1e-12)
+
+
+def test_a_frozen_layer_on_the_image_has_no_backward() -> None:
+    (_, _), (out, grads) = _both_ways((2, 4, 6, 6), 3, False, x_grad=False, w_grad=False)
+    assert not out.requires_grad and grads == ()
+
+
+@pytest.mark.parametrize(("cin", "cout", "size", "stride", "fits"), [
+    (128, 128, 32, 1, True),  # tinyvgg-aug, resnet12-aug
+    (256, 512, 16, 1, True),  # net003-norm
+    (128, 128, 8, 1, True),  # 64 pixels
+    (1024, 1024, 4, 1, True),  # a small map, wide enough
+    (128, 128, 4, 1, False),  # a small map, too narrow (resnet18-scratch)
+    (64, 128, 16, 1, False),  # too few input channels
+    (256, 64, 16, 1, False),  # too few output channels
+    (256, 256, 7, 1, False),  # an odd map (airnet-fast)
+    (256, 256, 16, 2, False),  # strided
+])
+def test_the_rule(cin, cout, size, stride, fits) -> None:
+    conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+    x = torch.empty(1, cin, size, size).contiguous(memory_format=CL)
+    assert winograd.winograd_fits(conv, x) is fits
+    assert not winograd.winograd_fits(conv, torch.empty(2, cin, size, size))  # NCHW: not what was measured
+    assert not winograd.computable(nn.Conv2d(cin, cout, 3, padding=2, dilation=2), x)
+    assert not winograd.computable(nn.Conv2d(cin, cout, 5, padding=2), x)
+
+
+def _wide_net() -> nn.Sequential:
+    # maps: 8x8 from a 32x32 image; the 128 -> 128 layer is the one the rule takes
+    return nn.Sequential(nn.Conv2d(3, 128, 3, stride=4, padding=1), nn.ReLU(), nn.Conv2d(128, 128, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 3)).to(memory_format=CL)
+
+
+def _step(model, x, y, precision):
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out = model(x)
+    F.cross_entropy(out.float(), y).backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _rel(a, b) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_in_the_engines_step_the_wide_layer_goes_by_winograd(precision) -> None:
+    torch.manual_seed(0)
+    model = _wide_net()
+    x, y = torch.randn(4, 3, 32, 32).contiguous(memory_format=CL), torch.tensor([0, 1, 2, 0])
+    ref_out, ref = _step(model.double(), x.double(), y, "fp32")  # the float64 reference
+    model.float()
+    direct_out, direct = _step(model, x, y, precision)  # torch's own convolutions
+    with convgrad.unfold_conv_grads(model) as wrapped:
+        out, got = _step(model, x, y, precision)
+    assert wrapped.winograd == {"2"} and not wrapped.unfolded and not wrapped.as_matmul
+    assert out.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+    assert all(g.dtype == torch.float32 for g in got.values())  # fp32 parameters get fp32 gradients
+    pairs = [(out, direct_out, ref_out), *((got[n], direct[n], ref[n]) for n in ref)]
+    for winograd_, direct_, ref_ in pairs:
+        if precision == "fp32":  # another order of the same sums
+            assert _rel(winograd_, ref_) < 1e-5
+        else:  # bf16 rounds in more places than torch's bf16 convolution: the whole step's error grows by
+            assert _rel(winograd_, ref_) < 2 * _rel(direct_, ref_)  # 1.0-1.3x here (first layer's gradient 6-7 %)
+
+
+def test_fit_records_winograd_layers_and_resumes_bit_identically(tmp_path) -> None:
+    from helpers import stop_after
+    from test_train import RECIPE, loaders
+
+    from benchmark.train import fit
+
+    def net():
+        torch.manual_seed(0)
+        return _wide_net()
+
+    recipe = RECIPE.replace(max_epochs=3, channels_last=True)
+    full = fit(net(), recipe, *loaders(), checkpoint=tmp_path / "a.ckpt")
+    assert full.fast_path["winograd_convs"] == 1
+    ckpt = tmp_path / "b.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(net(), recipe, *loaders(), checkpoint=ckpt, on_epoch=stop_after(2))
+    torch.manual_seed(123)
+    resumed = fit(net(), recipe, *loaders(), checkpoint=ckpt)
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
