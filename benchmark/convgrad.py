@@ -175,9 +175,9 @@ def _forward(conv: nn.Conv2d, name: str, wrapped: Wrapped, x: torch.Tensor) -> t
         wrapped.as_matmul.add(name)
         return _as_matmul(conv, x, taps)
     device = x.device.type
-    if winograd_fits(conv, x):
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else conv.weight.dtype
+    if winograd_fits(conv, x, dtype):
         wrapped.winograd.add(name)
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else conv.weight.dtype
         with torch.autocast(device, enabled=False):  # its own casts, as below
             return conv3x3(x, conv.weight, conv.bias, dtype)
     geometry, report = (conv.stride, conv.padding, conv.dilation), (name, wrapped.unfolded)
@@ -185,7 +185,6 @@ def _forward(conv: nn.Conv2d, name: str, wrapped: Wrapped, x: torch.Tensor) -> t
         return _Conv2dFn.apply(x, conv.weight, conv.bias, geometry, report)
     # cast as autocast would for F.conv2d, outside the Function: the casts' own backward then hands the fp32
     # parameters their gradients, so a layer left to oneDNN steps exactly as it does unwrapped
-    dtype = torch.get_autocast_dtype(device)
     bias = None if conv.bias is None else conv.bias.to(dtype)
     with torch.autocast(device, enabled=False):
         return _Conv2dFn.apply(x.to(dtype), conv.weight.to(dtype), bias, geometry, report)

@@ -44,23 +44,29 @@ convolution; deterministic, so a resumed run is bit-identical to an uninterrupte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-MIN_CHANNELS = 128  # input and output channels below which the transforms cost more than the products save
-MIN_PIXELS = 64  # on smaller maps (fewer tiles per image) only layers of at least WIDE_CHANNELS inputs win
-WIDE_CHANNELS = 512
 
-
-def winograd_fits(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    """The rule (module docstring): True where `conv` on `x` runs as Winograd F(2x2, 3x3) on this CPU path."""
-    if not computable(conv, x) or min(conv.in_channels, conv.out_channels) < MIN_CHANNELS:
+def winograd_fits(conv: nn.Conv2d, x: torch.Tensor, dtype: torch.dtype) -> bool:
+    """The rule (module docstring): True where `conv` on `x`, computed in `dtype`, runs by Winograd on this CPU
+    path (F(2x2, 3x3) in bf16, F(4x4, 3x3) in fp32: `tiles_for`). The transforms cost per tile and channel, the
+    products save per channel pair: narrow layers and small maps (few tiles per filter transform) lose."""
+    if not computable(conv, x):
         return False
-    h, w = x.shape[2:]
-    return h % 2 == 0 and w % 2 == 0 and (h * w >= MIN_PIXELS or conv.in_channels >= WIDE_CHANNELS)
+    cin, (h, w) = conv.in_channels, x.shape[2:]
+    narrow, pixels = min(cin, conv.out_channels), h * w
+    if tiles_for(dtype) is F2:  # odd maps lost here (airnet-fast's 7x7 and 3x3: 0.98x and 0.78x)
+        return h % 2 == 0 and w % 2 == 0 and narrow >= 128 and (pixels >= 64 or cin >= 512)
+    # F(4x4, 3x3) saves more: 64 channels pay on 16x16 maps (net003's 64 -> 128: 1.25x; airnet's 64 -> 256 on
+    # 15x15 at batch 2,000 lost, 0.85x), 128 on any map of at least one 3x3 window (resnet18's 128 -> 128 on 4x4:
+    # 1.15x, airnet's 256 -> 256 on 3x3: 1.34x; its 256 -> 256 on 2x2 lost, 0.53x)
+    return (narrow >= 64 and pixels >= 256) or (narrow >= 128 and pixels >= 9)
 
 
 def computable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
@@ -71,159 +77,205 @@ def computable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
             and x.is_contiguous(memory_format=torch.channels_last))
 
 
-def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-    """`F.conv2d(x, weight, bias, padding=1)` by Winograd F(2x2, 3x3), computed in `dtype` (the filter transform
-    in `weight`'s dtype, rounded once); the output is channels_last. Gradients flow to all three."""
-    y = _Winograd.apply(x.to(dtype), _FilterTransform.apply(weight, dtype))
+def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype,
+            tiles: Tiles | None = None) -> torch.Tensor:
+    """`F.conv2d(x, weight, bias, padding=1)` by Winograd, computed in `dtype` with `tiles` (default: the tiles for
+    `dtype`, `tiles_for`); the filter transform runs in `weight`'s dtype and is rounded once. The output is
+    channels_last. Gradients flow to all three."""
+    tiles = tiles or tiles_for(dtype)
+    y = _Winograd.apply(x.to(dtype), _FilterTransform.apply(weight, dtype, tiles), tiles)
     return y if bias is None else y + bias.to(dtype).view(1, -1, 1, 1)
 
 
-# --- the three transforms, each written as element-wise ops over strided views (no tile copies) ---------
+@dataclass(frozen=True)
+class Tiles:
+    """Winograd F(m x m, 3 x 3): m x m outputs from each (m + 2) x (m + 2) input tile, tiles m apart. `bt`, `g`
+    and `at` are B^T, G and A^T (Lavin & Gray, section 4)."""
 
-def _bt(d0: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, d3: torch.Tensor, out: torch.Tensor) -> None:
-    """B^T along one axis: the four taps of every tile (views) into out[0..3]."""
-    torch.sub(d0, d2, out=out[0])
-    torch.add(d1, d2, out=out[1])
-    torch.sub(d2, d1, out=out[2])
-    torch.sub(d1, d3, out=out[3])
+    m: int
+    bt: tuple[tuple[float, ...], ...]
+    g: tuple[tuple[float, ...], ...]
+    at: tuple[tuple[float, ...], ...]
 
-
-def _bt_transposed(g: torch.Tensor, dim: int) -> torch.Tensor:
-    """The transpose of `_bt` over tiles of stride 2 along `dim`, cropped to the unpadded input: `g` holds the
-    four transformed taps (g[0..3]) of `t` tiles along `dim`; the result has 2t positions there. Input 2m is tap
-    1 of tile m and tap 3 of tile m - 1; input 2m + 1 is tap 2 of tile m and tap 0 of tile m + 1."""
-    g0, g1, g2, g3 = g.unbind(0)
-    t = g0.shape[dim]
-    out = g0.new_empty(*g0.shape[:dim + 1], 2, *g0.shape[dim + 1:])
-    even, odd = out.select(dim + 1, 0), out.select(dim + 1, 1)
-    torch.add(g1 - g2, g3, out=even)  # tap 1 = g1 - g2 + g3
-    even.narrow(dim, 1, t - 1).sub_(g3.narrow(dim, 0, t - 1))  # tap 3 = -g3
-    torch.sub(g1 + g2, g0, out=odd)  # tap 2 = g1 + g2 - g0
-    odd.narrow(dim, 0, t - 1).add_(g0.narrow(dim, 1, t - 1))  # tap 0 = g0
-    return out.flatten(dim, dim + 1)
+    @property
+    def size(self) -> int:  # alpha: the input tile's side, the number of products per tile side
+        return self.m + 2
 
 
-def _tiles(h: int, w: int) -> tuple[int, int]:
-    """Tiles down and across: 2x2 outputs each; an odd map gets a last row (column) of tiles half outside it,
-    computed on zero padding and cropped."""
-    return (h + 1) // 2, (w + 1) // 2
+F2 = Tiles(2, bt=((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+           g=((1, 0, 0), (1 / 2, 1 / 2, 1 / 2), (1 / 2, -1 / 2, 1 / 2), (0, 0, 1)),
+           at=((1, 1, 1, 0), (0, 1, -1, -1)))
+F4 = Tiles(4, bt=((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0),
+                  (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1)),
+           g=((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
+              (1 / 24, -1 / 12, 1 / 6), (0, 0, 1)),
+           at=((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)))
 
 
-def _input_transform(x: torch.Tensor) -> torch.Tensor:
-    """x (N, C, H, W) -> V (16, N * tiles, C): B^T d B of every 4x4 tile (stride 2) of the zero-padded map."""
-    n, c, h, w = x.shape
-    th, tw = _tiles(h, w)
-    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1 + w % 2, 1, 1 + h % 2))  # (N, 2th + 2, 2tw + 2, C)
-    rows = padded.new_empty(4, n, th, 2 * tw + 2, c)
-    _bt(*(padded[:, i:i + 2 * th:2] for i in range(4)), out=rows)
-    tiles = padded.new_empty(4, 4, n, th, tw, c)
-    for a in range(4):
-        _bt(*(rows[a, :, :, j:j + 2 * tw:2] for j in range(4)), out=tiles[a])
-    return tiles.view(16, n * th * tw, c)
+def tiles_for(dtype: torch.dtype) -> Tiles:
+    """F(4x4, 3x3) where the products are fp32 (or wider), F(2x2, 3x3) in bf16 and fp16, whose 8 (11) bits of
+    mantissa the larger tiles' transforms (coefficients up to 8, sums of up to 36 terms) would eat."""
+    return F4 if torch.finfo(dtype).bits >= 32 else F2
 
 
-def _input_transform_transposed(grad_v: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
-    """The gradient of `_input_transform`: (16, N * tiles, C) -> (N, C, H, W), channels_last."""
-    g = grad_v.view(4, 4, n, *_tiles(h, w), -1)
-    rows = torch.stack([_bt_transposed(g[a], 2) for a in range(4)])  # (4, N, th, 2tw, C)
-    return _crop(_bt_transposed(rows, 1), h, w)
+# --- the transforms: linear maps along one axis of strided views, as element-wise ops (no tile copies) ---
+
+def _combine(matrix: tuple[tuple[float, ...], ...], xs: list[torch.Tensor], out: Sequence[torch.Tensor]) -> None:
+    """out[a] = sum_i matrix[a][i] * xs[i] for every row a of `matrix`."""
+    for row, dest in zip(matrix, out, strict=True):
+        _linear(row, xs, dest)
+
+
+def _linear(row: tuple[float, ...], xs: list[torch.Tensor], out: torch.Tensor) -> None:
+    """out = sum_i row[i] * xs[i], skipping zeros; a term of coefficient 1 first, so that the first two terms are
+    one `add` (most rows of B^T and A^T are two terms)."""
+    (c0, x0), *rest = sorted(((c, x) for c, x in zip(row, xs, strict=True) if c != 0), key=lambda t: t[0] != 1)
+    if c0 == 1 and rest:
+        (c1, x1), *rest = rest
+        torch.add(x0, x1, alpha=c1, out=out)
+    else:
+        torch.mul(x0, c0, out=out)
+    for c, x in rest:
+        out.add_(x, alpha=c)
+
+
+def _transposed(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
+    return tuple(zip(*matrix, strict=True))
+
+
+def _tile_counts(h: int, w: int, m: int) -> tuple[int, int]:
+    """Tiles down and across; a map that is no multiple of m gets a last row (column) of tiles partly outside
+    it, computed on zero padding and cropped."""
+    return -(-h // m), -(-w // m)
+
+
+def _input_transform(x: torch.Tensor, tiles: Tiles) -> torch.Tensor:
+    """x (N, C, H, W) -> V (alpha^2, N * tiles, C): B^T d B of every tile of the zero-padded map."""
+    (n, c, h, w), m, a = x.shape, tiles.m, tiles.size
+    th, tw = _tile_counts(h, w, m)
+    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, m * tw + 1 - w, 1, m * th + 1 - h))  # (N, m th + 2, m tw + 2, C)
+    rows = padded.new_empty(a, n, th, m * tw + 2, c)
+    _combine(tiles.bt, [padded[:, i:i + m * th:m] for i in range(a)], rows)
+    v = padded.new_empty(a, a, n, th, tw, c)
+    for r in range(a):
+        _combine(tiles.bt, [rows[r, :, :, j:j + m * tw:m] for j in range(a)], v[r])
+    return v.view(a * a, n * th * tw, c)
+
+
+def _scatter(g: torch.Tensor, dim: int, length: int, tiles: Tiles) -> torch.Tensor:
+    """The transpose of one axis of `_input_transform`: g (alpha, ...) holds the transformed taps of t tiles along
+    `dim` (of g[0]); returns the gradient of the unpadded input along it (`length` positions). Tap i of tile t
+    reads input position m t + i - 1 (padding 1): taps 1..m cover every position once and are written, taps 0
+    and m + 1 overlap the neighbouring tiles and are added; positions in the padding are dropped."""
+    m, t = tiles.m, g.shape[dim + 1]
+    taps_t = _transposed(tiles.bt)  # row i: tap i's gradient as a combination of the alpha transformed taps
+    out = g.new_empty(*g.shape[1:dim + 1], length, *g.shape[dim + 2:])
+    for i in (*range(1, m + 1), 0, m + 1):  # written before added to
+        first_tile = 1 if i == 0 else 0  # tile 0's tap 0 reads the padding
+        count = min(t, (length - i + m) // m) - first_tile  # tiles whose tap i reads inside the map
+        if count <= 0:
+            continue
+        dest = torch.ops.aten.slice(out, dim, m * first_tile + i - 1, length, m).narrow(dim, 0, count)
+        xs = [x.narrow(dim, first_tile, count) for x in g.unbind(0)]
+        if 1 <= i <= m:
+            _linear(taps_t[i], xs, dest)
+        else:
+            for c, x in zip(taps_t[i], xs, strict=True):
+                if c != 0:
+                    dest.add_(x, alpha=c)
+    return out
+
+
+def _input_transform_transposed(grad_v: torch.Tensor, n: int, h: int, w: int, tiles: Tiles) -> torch.Tensor:
+    """The gradient of `_input_transform`: (alpha^2, N * tiles, C) -> (N, C, H, W), channels_last."""
+    a = tiles.size
+    g = grad_v.view(a, a, n, *_tile_counts(h, w, tiles.m), -1)
+    rows = torch.stack([_scatter(g[r], 2, w, tiles) for r in range(a)])  # (alpha, N, th, W, C)
+    return _scatter(rows, 1, h, tiles).permute(0, 3, 1, 2)
+
+
+def _output_transform(prod: torch.Tensor, n: int, h: int, w: int, tiles: Tiles) -> torch.Tensor:
+    """M (alpha^2, N * tiles, K) -> y (N, K, H, W), channels_last: A^T m A of every tile, cropped to the map."""
+    m, a = tiles.m, tiles.size
+    th, tw = _tile_counts(h, w, m)
+    prod = prod.view(a, a, n, th, tw, -1)
+    rows = prod.new_empty(m, a, n, th, tw, prod.shape[-1])
+    _combine(tiles.at, list(prod.unbind(0)), rows)
+    out = prod.new_empty(n, th, m, tw, m, prod.shape[-1])
+    for p in range(m):  # out[:, :, p] seen as (q, N, th, tw, K)
+        _combine(tiles.at, list(rows[p].unbind(0)), out[:, :, p].permute(3, 0, 1, 2, 4))
+    return _crop(out.view(n, m * th, m * tw, -1), h, w)
 
 
 def _crop(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(N, 2th, 2tw, C) -> (N, C, H, W), channels_last: a view where the map is even, a copy where it is odd."""
+    """(N, m th, m tw, C) -> (N, C, H, W), channels_last: a view where the map fills the tiles, else a copy."""
     if y.shape[1:3] == (h, w):
         return y.permute(0, 3, 1, 2)
     return y[:, :h, :w].permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
 
-def _output_transform(m: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
-    """M (16, N * tiles, K) -> y (N, K, H, W), channels_last: A^T m A, A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]."""
-    th, tw = _tiles(h, w)
-    m = m.view(4, 4, n, th, tw, -1)
-    out = m.new_empty(n, th, 2, tw, 2, m.shape[-1])
-    for p, s in enumerate((m[0] + m[1] + m[2], m[1] - m[2] - m[3])):
-        torch.add(s[0] + s[1], s[2], out=out[:, :, p, :, 0])
-        torch.sub(s[1] - s[2], s[3], out=out[:, :, p, :, 1])
-    return _crop(out.view(n, 2 * th, 2 * tw, -1), h, w)
-
-
-def _output_transform_transposed(grad_y: torch.Tensor) -> torch.Tensor:
-    """The gradient of `_output_transform`: (N, K, H, W) -> (16, N * tiles, K)."""
-    n, k, h, w = grad_y.shape
-    (th, tw), g = _tiles(h, w), grad_y.permute(0, 2, 3, 1)
-    if h % 2 or w % 2:  # the cropped outputs' gradient is zero
-        g = F.pad(g, (0, 0, 0, w % 2, 0, h % 2))
-    g = g.reshape(n, th, 2, tw, 2, k)
-    out = g.new_empty(4, 4, n, th, tw, k)
-    for a, r in enumerate(_a_transposed(g[:, :, 0], g[:, :, 1])):
-        q0, q1 = r[:, :, :, 0], r[:, :, :, 1]
-        out[a, 0].copy_(q0)
-        torch.add(q0, q1, out=out[a, 1])
-        torch.sub(q0, q1, out=out[a, 2])
-        torch.neg(q1, out=out[a, 3])
-    return out.view(16, -1, k)
-
-
-def _a_transposed(g0: torch.Tensor, g1: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    return g0, g0 + g1, g0 - g1, -g1
-
-
-def _g(w0: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, out: torch.Tensor) -> None:
-    """G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] along one axis, into out[0..3] (any dtype:
-    computed in the inputs' dtype and rounded once on the way out)."""
-    ends = w0 + w2
-    out[0].copy_(w0)
-    out[1].copy_((ends + w1).mul_(0.5))
-    out[2].copy_((ends - w1).mul_(0.5))
-    out[3].copy_(w2)
-
-
-def _g_transposed(g: torch.Tensor, dim: int) -> torch.Tensor:
-    """The transpose of `_g`: four taps g[0..3] -> three, stacked along `dim`."""
-    g0, g1, g2, g3 = g.unbind(0)
-    half = 0.5 * (g1 + g2)
-    return torch.stack((g0 + half, 0.5 * (g1 - g2), g3 + half), dim)
+def _output_transform_transposed(grad_y: torch.Tensor, tiles: Tiles) -> torch.Tensor:
+    """The gradient of `_output_transform`: (N, K, H, W) -> (alpha^2, N * tiles, K)."""
+    (n, k, h, w), m, a = grad_y.shape, tiles.m, tiles.size
+    th, tw = _tile_counts(h, w, m)
+    g = grad_y.permute(0, 2, 3, 1)
+    if (m * th, m * tw) != (h, w):  # the cropped outputs' gradient: zero
+        g = F.pad(g, (0, 0, 0, m * tw - w, 0, m * th - h))
+    g = g.reshape(n, th, m, tw, m, k)
+    a_t = _transposed(tiles.at)
+    rows = g.new_empty(a, n, th, tw, m, k)
+    _combine(a_t, list(g.unbind(2)), rows)
+    out = g.new_empty(a, a, n, th, tw, k)
+    for r in range(a):
+        _combine(a_t, list(rows[r].unbind(3)), out[r])
+    return out.view(a * a, -1, k)
 
 
 class _FilterTransform(torch.autograd.Function):
-    """weight (K, C, 3, 3) -> U (16, K, C) in `dtype`: G g G^T for every filter."""
+    """weight (K, C, 3, 3) -> U (alpha^2, K, C) in `dtype`: G g G^T of every filter, in the weight's dtype."""
 
     @staticmethod
-    def forward(ctx: Any, weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        k, c = weight.shape[:2]
+    def forward(ctx: Any, weight: torch.Tensor, dtype: torch.dtype, tiles: Tiles) -> torch.Tensor:
+        (k, c), a = weight.shape[:2], tiles.size
         taps = weight.permute(0, 2, 3, 1)  # (K, 3, 3, C): a view of a channels_last weight
-        rows = weight.new_empty(4, k, 3, c)
-        _g(taps[:, 0], taps[:, 1], taps[:, 2], rows)
-        u = weight.new_empty(4, 4, k, c, dtype=dtype)
-        for a in range(4):
-            _g(rows[a, :, 0], rows[a, :, 1], rows[a, :, 2], u[a])
-        ctx.weight_dtype = weight.dtype
-        return u.view(16, k, c)
+        rows = weight.new_empty(a, k, 3, c)
+        _combine(tiles.g, list(taps.unbind(1)), rows)
+        u = weight.new_empty(a, a, k, c)
+        for r in range(a):
+            _combine(tiles.g, list(rows[r].unbind(1)), u[r])
+        ctx.weight_dtype, ctx.tiles = weight.dtype, tiles
+        return u.view(a * a, k, c).to(dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad_u: torch.Tensor) -> tuple[torch.Tensor, None]:
-        k, c = grad_u.shape[1:]
-        g = grad_u.to(ctx.weight_dtype).view(4, 4, k, c)
-        rows = torch.stack([_g_transposed(g[a], 1) for a in range(4)])  # (4, K, 3, C)
-        return _g_transposed(rows, 1).permute(0, 3, 1, 2), None  # (K, 3, 3, C) seen as (K, C, 3, 3)
+    def backward(ctx: Any, grad_u: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        tiles, (k, c) = ctx.tiles, grad_u.shape[1:]
+        a, g_t = tiles.size, _transposed(tiles.g)
+        g = grad_u.to(ctx.weight_dtype).view(a, a, k, c)
+        rows = g.new_empty(a, k, 3, c)
+        for r in range(a):  # rows[r] seen as (j, K, C)
+            _combine(g_t, list(g[r].unbind(0)), rows[r].permute(1, 0, 2))
+        grad_w = g.new_empty(k, 3, 3, c)
+        _combine(g_t, list(rows.unbind(0)), grad_w.permute(1, 0, 2, 3))
+        return grad_w.permute(0, 3, 1, 2), None, None  # (K, 3, 3, C) seen as (K, C, 3, 3)
 
 
 class _Winograd(torch.autograd.Function):
-    """y = conv(x, filters) from the transformed filters U (16, K, C); keeps only what the backward needs (the
-    transformed tiles for the filter gradient, U for the input gradient)."""
+    """y = conv(x, filters) from the transformed filters U (alpha^2, K, C); keeps only what the backward needs
+    (the transformed tiles for the filter gradient, U for the input gradient)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, u: torch.Tensor, tiles: Tiles) -> torch.Tensor:
         n, _, h, w = x.shape
-        v = _input_transform(x)
+        v = _input_transform(x, tiles)
         ctx.save_for_backward(v if ctx.needs_input_grad[1] else None, u if ctx.needs_input_grad[0] else None)
-        ctx.shape = (n, h, w)
-        return _output_transform(torch.bmm(v, u.transpose(1, 2)), n, h, w)
+        ctx.shape, ctx.tiles = (n, h, w), tiles
+        return _output_transform(torch.bmm(v, u.transpose(1, 2)), n, h, w, tiles)
 
     @staticmethod
-    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         v, u = ctx.saved_tensors
-        grad_m = _output_transform_transposed(grad_y)
-        grad_x = _input_transform_transposed(torch.bmm(grad_m, u), *ctx.shape) if u is not None else None
+        grad_m = _output_transform_transposed(grad_y, ctx.tiles)
+        grad_x = (_input_transform_transposed(torch.bmm(grad_m, u), *ctx.shape, ctx.tiles)
+                  if u is not None else None)
         grad_u = torch.bmm(grad_m.transpose(1, 2), v) if v is not None else None
-        return grad_x, grad_u
+        return grad_x, grad_u, None

@@ -10,7 +10,7 @@ from benchmark import convgrad, winograd
 CL = torch.channels_last
 
 
-def _both_ways(x_shape, cout, bias, x_grad=True, w_grad=True, dtype=torch.float64):
+def _both_ways(x_shape, cout, bias, x_grad=True, w_grad=True, dtype=torch.float64, tiles=winograd.F2):
     """Output and gradients of F.conv2d and of winograd.conv3x3 on the same random tensors."""
     torch.manual_seed(0)
     x = torch.randn(x_shape, dtype=dtype).contiguous(memory_format=CL).requires_grad_(x_grad)
@@ -18,22 +18,24 @@ def _both_ways(x_shape, cout, bias, x_grad=True, w_grad=True, dtype=torch.float6
     b = torch.randn(cout, dtype=dtype, requires_grad=True) if bias else None
     g = torch.randn(x_shape[0], cout, *x_shape[2:], dtype=dtype)
     results = []
-    for conv in (lambda: F.conv2d(x, w, b, padding=1), lambda: winograd.conv3x3(x, w, b, dtype)):
+    for conv in (lambda: F.conv2d(x, w, b, padding=1), lambda: winograd.conv3x3(x, w, b, dtype, tiles)):
         out = conv()
         wanted = [t for t in (x, w, b) if t is not None and t.requires_grad]
         results.append((out, torch.autograd.grad(out, wanted, g) if wanted else ()))
     return results
 
 
+@pytest.mark.parametrize("tiles", [winograd.F2, winograd.F4], ids=["F2", "F4"])
 @pytest.mark.parametrize(("x_shape", "cout", "bias"), [
-    ((2, 3, 4, 6), 5, True),  # even map: 2x3 tiles
+    ((2, 3, 4, 8), 5, True),  # maps that are whole tiles of either size
     ((3, 5, 8, 8), 4, False),
-    ((2, 3, 5, 7), 4, True),  # odd map: a last row and column of tiles half on padding, cropped
+    ((2, 3, 5, 7), 4, True),  # odd maps: a last row and column of tiles partly on padding, cropped
+    ((2, 3, 9, 14), 4, True),
     ((2, 6, 3, 3), 5, False),
     ((1, 2, 1, 2), 3, True),  # a single tile
 ])
-def test_conv3x3_is_the_convolution_with_its_gradients(x_shape, cout, bias) -> None:
-    (ref, ref_grads), (out, grads) = _both_ways(x_shape, cout, bias)
+def test_conv3x3_is_the_convolution_with_its_gradients(x_shape, cout, bias, tiles) -> None:
+    (ref, ref_grads), (out, grads) = _both_ways(x_shape, cout, bias, tiles=tiles)
     assert out.is_contiguous(memory_format=CL)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     for got, want in zip(grads, ref_grads, strict=True):  # x, weight (and bias)
@@ -54,22 +56,37 @@ def test_a_frozen_layer_on_the_image_has_no_backward() -> None:
     assert not out.requires_grad and grads == ()
 
 
-@pytest.mark.parametrize(("cin", "cout", "size", "stride", "fits"), [
-    (128, 128, 32, 1, True),  # tinyvgg-aug, resnet12-aug
-    (256, 512, 16, 1, True),  # net003-norm
-    (128, 128, 8, 1, True),  # 64 pixels
-    (1024, 1024, 4, 1, True),  # a small map, wide enough
-    (128, 128, 4, 1, False),  # a small map, too narrow (resnet18-scratch)
-    (64, 128, 16, 1, False),  # too few input channels
-    (256, 64, 16, 1, False),  # too few output channels
-    (256, 256, 7, 1, False),  # an odd map (airnet-fast)
-    (256, 256, 16, 2, False),  # strided
+def test_fp32_takes_the_larger_tiles_and_stays_within_fp32_rounding() -> None:
+    assert winograd.tiles_for(torch.float32) is winograd.F4 and winograd.tiles_for(torch.float64) is winograd.F4
+    assert winograd.tiles_for(torch.bfloat16) is winograd.F2 and winograd.tiles_for(torch.float16) is winograd.F2
+    torch.manual_seed(0)
+    x = torch.randn(8, 128, 16, 16).contiguous(memory_format=CL)
+    w = torch.randn(128, 128, 3, 3) / 34
+    ref = F.conv2d(x.double(), w.double(), padding=1)
+    for tiles in (winograd.F2, winograd.F4):  # F4's transforms have coefficients up to 8: a few times F2's error
+        assert _rel(winograd.conv3x3(x, w, None, torch.float32, tiles), ref) < 1e-5
+    assert _rel(F.conv2d(x, w, padding=1), ref) < 2e-6
+
+
+@pytest.mark.parametrize(("cin", "cout", "size", "stride", "bf16", "fp32"), [
+    (128, 128, 32, 1, True, True),  # tinyvgg-aug, resnet12-aug
+    (256, 512, 16, 1, True, True),  # net003-norm
+    (128, 128, 8, 1, True, True),
+    (1024, 1024, 4, 1, True, True),  # a small map, wide enough
+    (128, 128, 4, 1, False, True),  # resnet18-scratch: F4 pays here, F2 does not
+    (64, 128, 16, 1, False, True),  # net003-norm's 64 channels: F4 only
+    (64, 128, 8, 1, False, False),
+    (256, 256, 7, 1, False, True),  # an odd map (airnet-fast): F4 only
+    (256, 256, 2, 1, False, False),  # less than one window
+    (32, 64, 16, 1, False, False),  # too narrow
+    (256, 256, 16, 2, False, False),  # strided
 ])
-def test_the_rule(cin, cout, size, stride, fits) -> None:
+def test_the_rule(cin, cout, size, stride, bf16, fp32) -> None:
     conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
     x = torch.empty(1, cin, size, size).contiguous(memory_format=CL)
-    assert winograd.winograd_fits(conv, x) is fits
-    assert not winograd.winograd_fits(conv, torch.empty(2, cin, size, size))  # NCHW: not what was measured
+    assert winograd.winograd_fits(conv, x, torch.bfloat16) is bf16
+    assert winograd.winograd_fits(conv, x, torch.float32) is fp32
+    assert not winograd.winograd_fits(conv, torch.empty(2, cin, size, size), torch.float32)  # NCHW: not measured
     assert not winograd.computable(nn.Conv2d(cin, cout, 3, padding=2, dilation=2), x)
     assert not winograd.computable(nn.Conv2d(cin, cout, 5, padding=2), x)
 

@@ -59,7 +59,7 @@ def survey(name: str, cache: dict, precision: str) -> None:
         key = (batch, tuple(conv.weight.shape), tuple(in_shape[1:]), needs_grad)
         if key not in cache:
             direct, wino = layer_ms(conv, x, precision, False), layer_ms(conv, x, precision, True)
-            rule = winograd_fits(conv, x)
+            rule = winograd_fits(conv, x, torch.bfloat16 if precision == "bf16" else torch.float32)
             cache[key] = (direct, wino, rule)
             verdict = "ok" if rule == (wino < direct) else f"MISS ({abs(wino - direct):.1f} ms)"
             print(f"  {name:<20} B{batch:<4} {conv.in_channels:>4}->{conv.out_channels:<4} "
