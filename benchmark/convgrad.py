@@ -31,7 +31,7 @@ Zen 4, 2 threads, in-process A/B); sums in another order, so not bit-identical t
 `unfold_conv_grads(model)` is a context manager for a training loop on the CPU in fp32 or under bf16
 autocast: within it each plain convolution (`wrappable`: an `nn.Conv2d`, or a subclass that keeps its forward,
 groups 1, zero padding given as numbers) takes the fastest of three ways for its shape: one matmul for a
-one-pixel output (above), Winograd F(2x2, 3x3) for a wide 3x3 layer (`benchmark.winograd`, by its own fixed
+one-pixel output (above), Winograd for a wide 3x3 layer (`benchmark.winograd`, by its own fixed
 rule), else `_Conv2dFn`: the same `F.conv2d` forward and input gradient as torch's, the weight gradient by the
 rule's way for its shape.
 The weight gradients agree with oneDNN's to fp32 rounding (the sums are taken in another order), so a run

@@ -108,7 +108,7 @@ class FastPathSection(TypedDict):
     fp32_attention: NotRequired[bool]  # fused attention ran in fp32 under bf16 autocast (benchmark.attention, CPU)
     unfolded_conv_grads: NotRequired[int]  # convolutions whose weight gradient went by unfold (benchmark.convgrad)
     matmul_convs: NotRequired[int]  # one-pixel-output convolutions computed as one matmul (benchmark.convgrad)
-    winograd_convs: NotRequired[int]  # wide 3x3 convolutions computed by Winograd F(2x2, 3x3) (benchmark.winograd)
+    winograd_convs: NotRequired[int]  # wide 3x3 convolutions computed by Winograd (benchmark.winograd)
     chosen_by: Literal["probe", "environment", "recipe", "cuda", "checkpoint"]
     probe: NotRequired[dict[str, Any] | None]
 

@@ -221,7 +221,7 @@ class TrainState:
         self.fp32_attention = False  # fused attention in fp32 under bf16 autocast (benchmark.attention)
         self.unfolded_convs = 0  # convolutions whose weight gradient went by unfold (benchmark.convgrad)
         self.matmul_convs = 0  # one-pixel convolutions computed as one matmul (benchmark.convgrad)
-        self.winograd_convs = 0  # wide 3x3 convolutions computed by Winograd F(2x2, 3x3) (benchmark.winograd)
+        self.winograd_convs = 0  # wide 3x3 convolutions computed by Winograd (benchmark.winograd)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(recipe, s, steps_per_epoch))
         self.stopper = EarlyStopper(recipe.early_stopping, recipe.min_epochs)

@@ -1,47 +1,49 @@
-"""Winograd F(2x2, 3x3) convolutions for the CPU training step: 2.25x fewer multiplications on wide layers.
+"""Winograd convolutions for the CPU training step: 4x (fp32) or 2.25x (bf16) fewer multiplications on 3x3 layers.
 
 On a CPU without AMX the zoo's widest networks are bound by their 3x3 convolutions: oneDNN's direct
 convolution already runs them at the machine's peak multiply-add rate (resnet12-aug's fast step was 97 %
 convolutions, net003-norm's 89 %, on a Zen 4 host in bf16, and the same in fp32 with AVX2 kernels), so no
 layout or precision choice could make them faster. Fewer multiplications can. Lavin & Gray's minimal
-filtering (Fast Algorithms for Convolutional Neural Networks, 2016) computes each 2x2 block of output from
-the 4x4 input tile around it as 16 products per input/output channel pair instead of 36: the tile
-transformed by B^T d B, the filter by G g G^T, an element-wise product summed over the input channels,
-which is 16 batched matmuls (tiles x cin by cin x cout), and the result transformed back by A^T m A. The
-transforms are additions (and halvings, on the filter) over tensors a few times the activation's size, so
-the trade pays where the channels are wide and the matmuls dominate. This is what cuDNN does on a GPU;
-oneDNN dropped its Winograd kernels (v3.0), so here the transforms are torch's element-wise ops and the
-products `torch.bmm`.
+filtering (Fast Algorithms for Convolutional Neural Networks, 2016), F(m x m, 3 x 3), computes each m x m block
+of output from the (m + 2) x (m + 2) input tile around it with (m + 2)^2 products per input/output channel pair
+instead of 9 m^2: the tile transformed by B^T d B, the filter by G g G^T, an element-wise product summed over
+the input channels, which is (m + 2)^2 batched matmuls (tiles x cin by cin x cout), and the result transformed
+back by A^T m A. F(2x2, 3x3) does 16 products for 36, F(4x4, 3x3) 36 for 144. The transforms are additions and
+small multiples over tensors a few times the activation's size, so the trade pays where the channels are wide
+and the matmuls dominate. This is what cuDNN does on a GPU; oneDNN dropped its Winograd kernels (v3.0), so here
+the transforms are torch's element-wise ops over strided views (no tile is copied) and the products
+`torch.bmm`. One implementation serves both tile sizes: the three matrices drive it (`Tiles`).
 
-The backward is the same algorithm transposed: the output gradient transformed by A, the input gradient a
-batched matmul with the transformed filters followed by the transpose of the tile transform (overlapping
-tiles summed), and the filter gradient a batched matmul of the output gradient with the transformed tiles
-kept from the forward, transformed back by G^T. All three matmuls have the reduced size.
+The backward is the same algorithm transposed, written out rather than left to autograd: the output gradient
+transformed by A, the input gradient a batched matmul with the transformed filters followed by the transpose of
+the tile transform (overlapping tiles summed), and the filter gradient a batched matmul of the output gradient
+with the transformed tiles kept from the forward, transformed back by G^T. All three matmuls have the reduced size.
 
-Measured forward + backward against the engine's own path (oneDNN, with `benchmark.convgrad`'s weight
-gradients), one layer at a time, 2 threads, channels_last (`tests/perf/perf_winograd.py` prints this survey
-for every 3x3 shape of the zoo and whether the rule picks the faster way on the host it runs on):
+Which tiles: F(4x4, 3x3) where the products are fp32 (its transforms have coefficients up to 8 and sums of up to
+36 terms: 2-3e-6 relative error against 1e-6 for the direct convolution, both against float64), F(2x2, 3x3)
+under bf16 autocast, where the larger tiles' error was 4-5e-2 (F(2x2, 3x3): 7e-3, against 3e-3 for oneDNN's
+bf16 convolution: the tiles' sums and the output transform's cancellations cost about a bit). The filter
+transform runs in fp32 and is rounded once. Over a whole bf16 step the gradients' error grew 1.0-1.3x
+(`tests/test_winograd.py`). Not bit-identical to a direct convolution; deterministic, so a resumed run is
+bit-identical to an uninterrupted one.
 
-| layer (batch, cin -> cout, map) | Zen 4, bf16 | Zen 4 with AVX2 kernels, fp32 |
+The rule (`winograd_fits`), fixed so that a run gives the same numbers wherever it runs (as convgrad's), comes
+from timing both ways, forward and backward, one layer at a time, on every 3x3 shape of the zoo at its recipe's
+batch size (`tests/perf/perf_winograd.py`, which prints that survey and whether the rule takes the faster way on
+the host it runs on). Zen 4, 2 threads, channels_last, against the engine's own path (oneDNN with
+`benchmark.convgrad`'s weight gradients):
+
+| layer (batch, cin -> cout, map) | bf16, F(2x2, 3x3) | fp32 with AVX2 kernels, F(4x4, 3x3) |
 |---|---:|---:|
-| 64, 1024 -> 1024, 4x4 (resnet12-aug) | 149 -> 101 ms (1.49x) | 404 -> 177 ms (2.28x) |
-| 64, 512 -> 512, 8x8 (resnet12-aug) | 125 -> 87 ms (1.44x) | 311 -> 165 ms (1.89x) |
-| 60, 256 -> 512, 16x16 (net003-norm) | 234 -> 166 ms (1.41x) | 542 -> 326 ms (1.66x) |
-| 64, 128 -> 128, 32x32 (resnet12-aug) | 136 -> 130 ms (1.05x) | 305 -> 254 ms (1.20x) |
-| 60, 64 -> 128, 16x16 (net003-norm) | 17 -> 23 ms (0.75x) | 36 -> 37 ms (0.96x) |
-
-The rule, fixed so that a run gives the same numbers wherever it runs (as convgrad's): a plain 3x3
-convolution with stride 1, padding 1 and no dilation, on an even-sized channels_last map, with at least
-`MIN_CHANNELS` input and output channels. Narrower layers lose (the transforms are not paid back).
-
-Accuracy: fp32 results differ from a direct convolution's by about 1e-6 relative (the sums are taken in
-another order). Under bf16 autocast the transformed tiles and products are rounded to bf16 as a direct
-convolution's inputs are, and the output's relative error is about 7e-3 against 2e-3 for oneDNN's bf16
-convolution (both measured against fp32): the filter transform runs in fp32 and is rounded once, but the
-tiles' sums and the output transform's cancellations cost about two bits. Not bit-identical to a direct
-convolution; deterministic, so a resumed run is bit-identical to an uninterrupted one.
+| resnet12-aug: 64, 1024 -> 1024, 4x4 | 124.4 -> 99.5 ms (1.25x) | 350.7 -> 147.8 ms (2.37x) |
+| resnet12-aug: 64, 512 -> 512, 8x8 | 119.7 -> 81.3 ms (1.47x) | 278.3 -> 105.5 ms (2.64x) |
+| resnet12-aug: 64, 128 -> 128, 32x32 | 135.0 -> 122.8 ms (1.10x) | 297.4 -> 174.5 ms (1.70x) |
+| net003-norm: 60, 256 -> 512, 16x16 | 232.4 -> 154.2 ms (1.51x) | 523.2 -> 204.1 ms (2.56x) |
+| net003-norm: 60, 64 -> 128, 16x16 | 16.7 -> 18.5 ms (0.90x: direct) | 33.2 -> 26.6 ms (1.25x) |
+| airnet-fast: 2000, 256 -> 256, 7x7 | 734.2 -> 752.3 ms (0.98x: direct) | 1,608.6 -> 1,021.8 ms (1.57x) |
+| airnet-fast: 2000, 64 -> 256, 15x15 | 996.5 -> 1,144.5 ms (0.87x: direct) | 1,863.1 -> 2,201.5 ms (0.85x: direct) |
+| resnet18-scratch: 128, 256 -> 256, 2x2 | 5.8 -> 8.0 ms (0.72x: direct) | 10.4 -> 19.7 ms (0.53x: direct) |
 """
-
 from __future__ import annotations
 
 from collections.abc import Sequence

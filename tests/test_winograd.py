@@ -1,4 +1,4 @@
-"""benchmark.winograd: 3x3 convolutions by Winograd F(2x2, 3x3), its rule, and its place in the engine's step."""
+"""benchmark.winograd: 3x3 convolutions by Winograd (F(2x2, 3x3) and F(4x4, 3x3)), its rule, its place in the step."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""3x3 convolutions by Winograd F(2x2, 3x3) vs the engine's direct path, for every 3x3 shape of the zoo.
+"""3x3 convolutions by Winograd vs the engine's direct path, for every 3x3 shape of the zoo.
 
     python tests/perf/perf_winograd.py --threads 2 [--models resnet12-aug net003-norm] [--precision bf16]
 
