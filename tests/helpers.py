@@ -18,6 +18,25 @@ def stop_after(epoch: int) -> Callable[[dict[str, Any]], None]:
     return hook
 
 
+
+def assert_resumes_bit_identically(run: Callable[..., Any], tmp_path: Path) -> Any:
+    """`run(**fit_kwargs)` trains from scratch; run it through, then again killed after epoch 2 and resumed from its
+    checkpoint (the global seed moved in between): the resumed run's losses and weights must be the uninterrupted
+    run's, bit for bit. Returns the uninterrupted run's result."""
+    import pytest
+    import torch
+
+    full = run(checkpoint=tmp_path / "full.ckpt")
+    ckpt = tmp_path / "killed.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        run(checkpoint=ckpt, on_epoch=stop_after(2))
+    torch.manual_seed(123)
+    resumed = run(checkpoint=ckpt)
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    return full
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_EXPORTER_ENV = {"CIFARZOO_ONNX_EXPORTER": ""}  # an env update for the product's own exporter order (conftest)
 REAL_ZIP = (ROOT / ".." / "shared" / "datasets" / "cifar10-jpeg.zip").resolve()  # the real-data tests' copy

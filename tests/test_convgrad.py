@@ -163,7 +163,7 @@ def test_fit_records_unfolded_and_matmul_convolutions_in_either_precision() -> N
 
 
 def test_a_killed_and_resumed_run_with_unfolded_gradients_matches_the_uninterrupted_one(tmp_path) -> None:
-    from helpers import stop_after
+    from helpers import assert_resumes_bit_identically
     from test_train import RECIPE, loaders
 
     from benchmark.train import fit
@@ -173,13 +173,5 @@ def test_a_killed_and_resumed_run_with_unfolded_gradients_matches_the_uninterrup
         return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=16, padding=1),
                              nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Flatten(), nn.Linear(8, 3))
 
-    full = fit(net(), RECIPE, *loaders(), checkpoint=tmp_path / "a.ckpt")
+    full = assert_resumes_bit_identically(lambda **kw: fit(net(), RECIPE, *loaders(), **kw), tmp_path)
     assert (full.fast_path["unfolded_conv_grads"], full.fast_path["matmul_convs"]) == (1, 1)
-    ckpt = tmp_path / "b.ckpt"
-    with pytest.raises(KeyboardInterrupt):
-        fit(net(), RECIPE, *loaders(), checkpoint=ckpt, on_epoch=stop_after(2))
-    torch.manual_seed(123)
-    resumed = fit(net(), RECIPE, *loaders(), checkpoint=ckpt)
-    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
-    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), name

@@ -82,3 +82,26 @@ def test_conv_step_takes_only_the_gradients_a_fine_tunes_step_needs(monkeypatch)
     model[2].requires_grad_(False)  # a frozen layer after a trained one still passes its input gradient back
     conv_step_ms(model, 2, 16, "fp32", False)
     assert seen == [(False, False), (False, True), (True, False)]
+
+
+def test_a_rule_survey_times_each_shape_once_and_sums_the_network_three_ways(capsys):
+    survey, timed = perfkit.RuleSurvey("direct", "Winograd"), []
+
+    def times(first, second):
+        def time_both():
+            timed.append((first, second))
+            return first, second
+        return time_both
+
+    survey.layer(("a",), "layer a", times(10.0, 4.0), True)  # the rule takes the faster second way
+    survey.layer(("b",), "layer b", times(3.0, 5.0), True)  # ... and the slower one here: a miss of 2 ms
+    survey.layer(("a",), "layer a again", times(99.0, 99.0), False)  # same shape: the first timing, not retimed
+    survey.network("net", "its 3x3 layers")
+    out = capsys.readouterr().out.splitlines()
+    assert timed == [(10.0, 4.0), (3.0, 5.0)] and len(out) == 3
+    assert out[0].endswith("rule: Winograd ok") and out[1].endswith("rule: Winograd MISS (2.0 ms)")
+    # direct alone 10 + 3 + 10; the rule 4 + 5 + 4 (the cached verdict); the best 4 + 3 + 4
+    assert out[2] == ("net: its 3x3 layers per step 23.0 ms by direct alone, 13.0 ms by the rule, "
+                      "11.0 ms by the best of both")
+    survey.network("next", "its 3x3 layers")  # the sums start again
+    assert "0.0 ms by direct alone" in capsys.readouterr().out

@@ -131,7 +131,7 @@ def test_in_the_engines_step_the_wide_layer_goes_by_winograd(precision) -> None:
 
 
 def test_fit_records_winograd_layers_and_resumes_bit_identically(tmp_path) -> None:
-    from helpers import stop_after
+    from helpers import assert_resumes_bit_identically
     from test_train import RECIPE, loaders
 
     from benchmark.train import fit
@@ -141,13 +141,5 @@ def test_fit_records_winograd_layers_and_resumes_bit_identically(tmp_path) -> No
         return _wide_net()
 
     recipe = RECIPE.replace(max_epochs=3, channels_last=True)
-    full = fit(net(), recipe, *loaders(), checkpoint=tmp_path / "a.ckpt")
+    full = assert_resumes_bit_identically(lambda **kw: fit(net(), recipe, *loaders(), **kw), tmp_path)
     assert full.fast_path["winograd_convs"] == 1
-    ckpt = tmp_path / "b.ckpt"
-    with pytest.raises(KeyboardInterrupt):
-        fit(net(), recipe, *loaders(), checkpoint=ckpt, on_epoch=stop_after(2))
-    torch.manual_seed(123)
-    resumed = fit(net(), recipe, *loaders(), checkpoint=ckpt)
-    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
-    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name

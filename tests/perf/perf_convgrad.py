@@ -17,7 +17,7 @@ import argparse
 
 import torch
 from perf_train_speed import MODELS, _network
-from perfkit import best_ms, conv_calls
+from perfkit import RuleSurvey, best_ms, conv_calls
 from torch import nn
 
 import zoo
@@ -44,27 +44,16 @@ def time_both(conv: nn.Conv2d, batch: int, in_shape: torch.Size, out_shape: torc
     return onednn, best_ms(lambda: weight_grad_by_unfold(x, g, w, *geometry))
 
 
-def survey(name: str, cache: dict, dtype: torch.dtype) -> None:
+def survey(name: str, survey_: RuleSurvey, dtype: torch.dtype) -> None:
     batch, shapes = conv_shapes(name)
-    total = {"onednn": 0.0, "rule": 0.0, "best": 0.0}
     for conv, in_shape, out_shape in shapes:
         geometry = (conv.stride, conv.padding, conv.dilation)
-        key = (batch, tuple(conv.weight.shape), tuple(in_shape[1:]), geometry)
-        if key not in cache:
-            onednn, unfold = time_both(conv, batch, in_shape, out_shape, dtype)
-            rule = unfold_wins(conv.weight.shape, out_shape[2] * out_shape[3])
-            cache[key] = (onednn, unfold, rule)
-            verdict = "ok" if rule == (unfold < onednn) else f"MISS ({abs(unfold - onednn):.1f} ms)"
-            print(f"  {name:<20} B{batch:<4} {conv.in_channels:>4}->{conv.out_channels:<4} k{conv.kernel_size[0]}"
-                  f"x{conv.kernel_size[1]} s{conv.stride[0]} {out_shape[2]}x{out_shape[3]} px: oneDNN {onednn:7.2f} ms,"
-                  f" unfold {unfold:7.2f} ms ({onednn / unfold:5.2f}x)  rule: {'unfold' if rule else 'oneDNN':<6} "
-                  f"{verdict}", flush=True)
-        onednn, unfold, rule = cache[key]
-        total["onednn"] += onednn
-        total["rule"] += unfold if rule else onednn
-        total["best"] += min(onednn, unfold)
-    print(f"{name}: weight gradients per step {total['onednn']:.1f} ms by oneDNN, {total['rule']:.1f} ms by the rule,"
-          f" {total['best']:.1f} ms by the best of both", flush=True)
+        label = (f"{name:<20} B{batch:<4} {conv.in_channels:>4}->{conv.out_channels:<4} k{conv.kernel_size[0]}"
+                 f"x{conv.kernel_size[1]} s{conv.stride[0]} {out_shape[2]}x{out_shape[3]} px")
+        survey_.layer((batch, tuple(conv.weight.shape), tuple(in_shape[1:]), geometry), label,
+                      lambda: time_both(conv, batch, in_shape, out_shape, dtype),  # noqa: B023
+                      unfold_wins(conv.weight.shape, out_shape[2] * out_shape[3]))
+    survey_.network(name, "weight gradients")
 
 
 def main() -> None:
@@ -77,9 +66,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"machine: {host_line()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, "
           "channels_last")
-    cache: dict = {}
+    survey_ = RuleSurvey("oneDNN", "unfold")
     for name in args.models:
-        survey(name, cache, getattr(torch, args.dtype))
+        survey(name, survey_, getattr(torch, args.dtype))
 
 
 if __name__ == "__main__":

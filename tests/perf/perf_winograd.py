@@ -19,7 +19,7 @@ from unittest import mock
 
 import torch
 from perf_train_speed import MODELS, _network
-from perfkit import best_ms, conv_calls
+from perfkit import RuleSurvey, best_ms, conv_calls
 from torch import nn
 
 import zoo
@@ -47,31 +47,20 @@ def layer_ms(conv: nn.Conv2d, x: torch.Tensor, precision: str, winograd: bool) -
     return best_ms(step)
 
 
-def survey(name: str, cache: dict, precision: str) -> None:
+def survey(name: str, survey_: RuleSurvey, precision: str) -> None:
     entry = zoo.get_entry(name)
-    batch, total = entry.recipe.batch_size, {"direct": 0.0, "rule": 0.0, "best": 0.0}
+    batch, dtype = entry.recipe.batch_size, torch.bfloat16 if precision == "bf16" else torch.float32
     for conv, in_shape, _, needs_grad in conv_calls(_network(entry), min(entry.recipe.input_size, 64)):
         conv = conv.to(memory_format=torch.channels_last)
         x = torch.randn(batch, *in_shape[1:]).contiguous(memory_format=torch.channels_last).requires_grad_(needs_grad)
         one_pixel = convgrad.one_pixel_taps(conv, *in_shape[2:]) is not None  # one matmul, before any rule
         if not convgrad.wrappable(conv) or not computable(conv, x) or one_pixel:
             continue
-        key = (batch, tuple(conv.weight.shape), tuple(in_shape[1:]), needs_grad)
-        if key not in cache:
-            direct, wino = layer_ms(conv, x, precision, False), layer_ms(conv, x, precision, True)
-            rule = winograd_fits(conv, x, torch.bfloat16 if precision == "bf16" else torch.float32)
-            cache[key] = (direct, wino, rule)
-            verdict = "ok" if rule == (wino < direct) else f"MISS ({abs(wino - direct):.1f} ms)"
-            print(f"  {name:<20} B{batch:<4} {conv.in_channels:>4}->{conv.out_channels:<4} "
-                  f"{in_shape[2]}x{in_shape[3]} px: direct {direct:7.1f} ms, Winograd {wino:7.1f} ms "
-                  f"({direct / wino:5.2f}x)  "
-                  f"rule: {'Winograd' if rule else 'direct':<8} {verdict}", flush=True)
-        direct, wino, rule = cache[key]
-        total["direct"] += direct
-        total["rule"] += wino if rule else direct
-        total["best"] += min(direct, wino)
-    print(f"{name}: its 3x3 layers per step {total['direct']:.1f} ms direct, {total['rule']:.1f} ms by the rule, "
-          f"{total['best']:.1f} ms by the best of both", flush=True)
+        label = f"{name:<20} B{batch:<4} {conv.in_channels:>4}->{conv.out_channels:<4} {in_shape[2]}x{in_shape[3]} px"
+        survey_.layer((batch, tuple(conv.weight.shape), tuple(in_shape[1:]), needs_grad), label,
+                      lambda: (layer_ms(conv, x, precision, False), layer_ms(conv, x, precision, True)),  # noqa: B023
+                      winograd_fits(conv, x, dtype))
+    survey_.network(name, "its 3x3 layers")
 
 
 def main() -> None:
@@ -85,9 +74,9 @@ def main() -> None:
     keep_freed_memory()  # as fit does: without it every large temporary is a fresh, page-faulting mmap
     print(f"machine: {host_line()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.precision}, "
           "channels_last")
-    cache: dict = {}
+    survey_ = RuleSurvey("direct", "Winograd")
     for name in args.models:
-        survey(name, cache, args.precision)
+        survey(name, survey_, args.precision)
 
 
 if __name__ == "__main__":

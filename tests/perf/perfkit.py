@@ -128,6 +128,36 @@ def best_ms(fn, repeats: int = 3) -> float:
     return 1000 * best
 
 
+class RuleSurvey:
+    """Two ways of computing each layer of a network, timed, and whether a fixed rule takes the faster one (the
+    surveys behind benchmark.convgrad's and benchmark.winograd's rules): one line per distinct layer shape, then
+    the network's sum by the first way alone, by the rule and by the best of both."""
+
+    def __init__(self, first: str, second: str) -> None:
+        self.names, self.cache = (first, second), {}
+        self.total = {"first": 0.0, "rule": 0.0, "best": 0.0}
+
+    def layer(self, key: tuple, label: str, time_both, second_by_rule: bool) -> None:
+        """Time a layer both ways (`time_both()`: ms the first way, ms the second) unless its `key` was seen."""
+        if key not in self.cache:
+            first, second = time_both()
+            self.cache[key] = (first, second, second_by_rule)
+            verdict = "ok" if second_by_rule == (second < first) else f"MISS ({abs(second - first):.1f} ms)"
+            print(f"  {label}: {self.names[0]} {first:7.2f} ms, {self.names[1]} {second:7.2f} ms "
+                  f"({first / second:5.2f}x)  rule: {self.names[second_by_rule]:<8} {verdict}", flush=True)
+        first, second, by_rule = self.cache[key]
+        self.total["first"] += first
+        self.total["rule"] += second if by_rule else first
+        self.total["best"] += min(first, second)
+
+    def network(self, name: str, what: str) -> None:
+        """Print `name`'s sums of `what` and start the next network's."""
+        total = self.total
+        print(f"{name}: {what} per step {total['first']:.1f} ms by {self.names[0]} alone, {total['rule']:.1f} ms by "
+              f"the rule, {total['best']:.1f} ms by the best of both", flush=True)
+        self.total = dict.fromkeys(total, 0.0)
+
+
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write `data` as JSON atomically (the leaderboard reads results/perf/*.json), creating the folder."""
     from zoo.files import write_atomic
