@@ -10,9 +10,9 @@ instead of 9 m^2: the tile transformed by B^T d B, the filter by G g G^T, an ele
 the input channels, which is (m + 2)^2 batched matmuls (tiles x cin by cin x cout), and the result transformed
 back by A^T m A. F(2x2, 3x3) does 16 products for 36, F(4x4, 3x3) 36 for 144. The transforms are additions and
 small multiples over tensors a few times the activation's size, so the trade pays where the channels are wide
-and the matmuls dominate. This is what cuDNN does on a GPU; oneDNN dropped its Winograd kernels (v3.0), so here
-the transforms are torch's element-wise ops over strided views (no tile is copied) and the products
-`torch.bmm`. One implementation serves both tile sizes: the three matrices drive it (`Tiles`).
+and the matmuls dominate. This is what cuDNN does on a GPU; torch asks oneDNN for its direct algorithm on the
+CPU, so here the transforms are torch's element-wise ops over strided views (no tile is copied) and the
+products `torch.bmm`. One implementation serves both tile sizes: the three matrices drive it (`Tiles`).
 
 The backward is the same algorithm transposed, written out rather than left to autograd: the output gradient
 transformed by A, the input gradient a batched matmul with the transformed filters followed by the transpose of
