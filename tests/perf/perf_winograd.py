@@ -15,36 +15,26 @@ of both. Not a CI test: a few minutes on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
+import functools
 from unittest import mock
 
 import torch
 from perf_train_speed import MODELS, _network
-from perfkit import RuleSurvey, best_ms, conv_calls
+from perfkit import RuleSurvey, best_ms, conv_calls, train_conv
 from torch import nn
 
 import zoo
 from benchmark import convgrad
 from benchmark.cpumemory import keep_freed_memory
-from benchmark.fastpath import autocast
 from benchmark.machine import host_line
-from benchmark.winograd import computable, conv3x3, winograd_fits
+from benchmark.winograd import computable, winograd_fits
 
 
 def layer_ms(conv: nn.Conv2d, x: torch.Tensor, precision: str, winograd: bool) -> float:
-    """One training step of `conv` alone on `x` (its input gradient only where `x` requires one), in ms."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-
-    def step() -> None:
-        with autocast("cpu", precision):
-            if winograd:
-                with torch.autocast("cpu", enabled=False):
-                    y = conv3x3(x, conv.weight, conv.bias, dtype)
-            else:  # the engine's path with the Winograd rule off
-                with mock.patch.object(convgrad, "winograd_fits", return_value=False), convgrad.unfold_conv_grads(conv):
-                    y = conv(x)
-        if y.requires_grad:  # a frozen layer on the image has no backward
-            y.backward(torch.ones_like(y))
-    return best_ms(step)
+    """One training step of `conv` alone on `x` as `fit` runs it (benchmark.convgrad's wrapper, its input gradient
+    only where `x` requires one), with the Winograd rule forced on or off, in ms."""
+    with mock.patch.object(convgrad, "winograd_fits", return_value=winograd), convgrad.unfold_conv_grads(conv):
+        return best_ms(functools.partial(train_conv, conv, x, precision))
 
 
 def survey(name: str, survey_: RuleSurvey, precision: str) -> None:

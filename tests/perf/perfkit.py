@@ -87,7 +87,7 @@ def conv_step_ms(model: torch.nn.Module, batch: int, input_size: int, precision:
         conv = copy.deepcopy(conv).float().to(memory_format=layout)
         x = torch.randn(batch, *in_shape[1:]).contiguous(memory_format=layout).requires_grad_(needs_grad)
         with unfold_conv_grads(conv) if engine else nullcontext():
-            total += best_ms(functools.partial(_train_conv, conv, x, precision), repeats)
+            total += best_ms(functools.partial(train_conv, conv, x, precision), repeats)
     return total
 
 
@@ -106,7 +106,7 @@ def conv_calls(model: torch.nn.Module, input_size: int) -> list[tuple[torch.nn.C
     return seen
 
 
-def _train_conv(conv: torch.nn.Conv2d, x: torch.Tensor, precision: str) -> None:
+def train_conv(conv: torch.nn.Conv2d, x: torch.Tensor, precision: str) -> None:
     from benchmark.fastpath import autocast
 
     with autocast("cpu", precision):
