@@ -68,10 +68,11 @@ def winograd_fits(conv: nn.Conv2d, x: torch.Tensor, dtype: torch.dtype) -> bool:
         # below 256 input channels (cnn004's 128 -> 128 at batch 256: 0.88-1.02x in four surveys)
         wide_enough = cin >= 512 or pixels >= 256 or (pixels >= 64 and cin >= 256)
         return h % 2 == 0 and w % 2 == 0 and narrow >= 128 and wide_enough
-    # F(4x4, 3x3) saves more: 64 channels pay on 16x16 maps (net003's 64 -> 128: 1.25x; airnet's 64 -> 256 on
-    # 15x15 at batch 2,000 lost, 0.85x), 128 on any map of at least one 3x3 window (resnet18's 128 -> 128 on 4x4:
-    # 1.15x, airnet's 256 -> 256 on 3x3: 1.34x; its 256 -> 256 on 2x2 lost, 0.53x)
-    return (narrow >= 64 and pixels >= 256) or (narrow >= 128 and pixels >= 9)
+    # F(4x4, 3x3) saves more: 128 channels pay on any map of at least one 3x3 window (resnet18's 128 -> 128 on
+    # 4x4: 1.13x, airnet's 256 -> 256 on 3x3: 1.30x; its 256 -> 256 on 2x2 lost, 0.57x), 64 input channels from
+    # 8x8 where the output is wider (cnn004's 64 -> 128 on 8x8: 1.18x, airnet's 64 -> 256 on 15x15: 1.17x),
+    # not 64 -> 64 (airnet's on 15x15: 0.92x, resnet18's on 8x8: 0.85x)
+    return (narrow >= 128 and pixels >= 9) or (narrow >= 64 and conv.out_channels >= 128 and pixels >= 64)
 
 
 def computable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
@@ -154,27 +155,29 @@ def _tile_counts(h: int, w: int, m: int) -> tuple[int, int]:
     return -(-h // m), -(-w // m)
 
 
-def _input_transform(x: torch.Tensor, tiles: Tiles) -> torch.Tensor:
-    """x (N, C, H, W) -> V (alpha^2, N * tiles, C): B^T d B of every tile of the zero-padded map."""
+def _input_transform(x: torch.Tensor, tiles: Tiles, v: torch.Tensor) -> torch.Tensor:
+    """x (N, C, H, W) -> V (alpha^2, N * tiles, C): B^T d B of every tile of the zero-padded map, written into `v`
+    (alpha, alpha, N, tiles down, tiles across, C), a view of it returned."""
     (n, c, h, w), m, a = x.shape, tiles.m, tiles.size
     th, tw = _tile_counts(h, w, m)
     padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, m * tw + 1 - w, 1, m * th + 1 - h))  # (N, m th + 2, m tw + 2, C)
     rows = padded.new_empty(a, n, th, m * tw + 2, c)
     _combine(tiles.bt, [padded[:, i:i + m * th:m] for i in range(a)], rows)
-    v = padded.new_empty(a, a, n, th, tw, c)
     for r in range(a):
         _combine(tiles.bt, [rows[r, :, :, j:j + m * tw:m] for j in range(a)], v[r])
     return v.view(a * a, n * th * tw, c)
 
 
-def _scatter(g: torch.Tensor, dim: int, length: int, tiles: Tiles) -> torch.Tensor:
+def _scatter(g: torch.Tensor, dim: int, length: int, tiles: Tiles, out: torch.Tensor | None = None) -> torch.Tensor:
     """The transpose of one axis of `_input_transform`: g (alpha, ...) holds the transformed taps of t tiles along
     `dim` (of g[0]); returns the gradient of the unpadded input along it (`length` positions). Tap i of tile t
     reads input position m t + i - 1 (padding 1): taps 1..m cover every position once and are written, taps 0
-    and m + 1 overlap the neighbouring tiles and are added; positions in the padding are dropped."""
+    and m + 1 overlap the neighbouring tiles and are added; positions in the padding are dropped. Into `out`
+    where given."""
     m, t = tiles.m, g.shape[dim + 1]
     taps_t = _transposed(tiles.bt)  # row i: tap i's gradient as a combination of the alpha transformed taps
-    out = g.new_empty(*g.shape[1:dim + 1], length, *g.shape[dim + 2:])
+    if out is None:
+        out = g.new_empty(*g.shape[1:dim + 1], length, *g.shape[dim + 2:])
     for i in (*range(1, m + 1), 0, m + 1):  # written before added to
         first_tile = 1 if i == 0 else 0  # tile 0's tap 0 reads the padding
         count = min(t, (length - i + m) // m) - first_tile  # tiles whose tap i reads inside the map
@@ -191,25 +194,22 @@ def _scatter(g: torch.Tensor, dim: int, length: int, tiles: Tiles) -> torch.Tens
     return out
 
 
-def _input_transform_transposed(grad_v: torch.Tensor, n: int, h: int, w: int, tiles: Tiles) -> torch.Tensor:
-    """The gradient of `_input_transform`: (alpha^2, N * tiles, C) -> (N, C, H, W), channels_last."""
-    a = tiles.size
+def _input_transform_transposed(grad_v: torch.Tensor, tiles: Tiles, out: torch.Tensor) -> None:
+    """The gradient of `_input_transform`: (alpha^2, N * tiles, C) -> `out` (N, H, W, C)."""
+    a, (n, h, w, _) = tiles.size, out.shape
     g = grad_v.view(a, a, n, *_tile_counts(h, w, tiles.m), -1)
     rows = torch.stack([_scatter(g[r], 2, w, tiles) for r in range(a)])  # (alpha, N, th, W, C)
-    return _scatter(rows, 1, h, tiles).permute(0, 3, 1, 2)
+    _scatter(rows, 1, h, tiles, out)
 
 
-def _output_transform(prod: torch.Tensor, n: int, h: int, w: int, tiles: Tiles) -> torch.Tensor:
-    """M (alpha^2, N * tiles, K) -> y (N, K, H, W), channels_last: A^T m A of every tile, cropped to the map."""
-    m, a = tiles.m, tiles.size
-    th, tw = _tile_counts(h, w, m)
-    prod = prod.view(a, a, n, th, tw, -1)
-    rows = prod.new_empty(m, a, n, th, tw, prod.shape[-1])
+def _output_transform(prod: torch.Tensor, tiles: Tiles, out: torch.Tensor) -> None:
+    """M (alpha^2, N * tiles, K) -> `out` (N, tiles down, m, tiles across, m, K): A^T m A of every tile."""
+    (n, th, m, tw, _, k), a = out.shape, tiles.size
+    prod = prod.view(a, a, n, th, tw, k)
+    rows = prod.new_empty(m, a, n, th, tw, k)
     _combine(tiles.at, list(prod.unbind(0)), rows)
-    out = prod.new_empty(n, th, m, tw, m, prod.shape[-1])
     for p in range(m):  # out[:, :, p] seen as (q, N, th, tw, K)
         _combine(tiles.at, list(rows[p].unbind(0)), out[:, :, p].permute(3, 0, 1, 2, 4))
-    return _crop(out.view(n, m * th, m * tw, -1), h, w)
 
 
 def _crop(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -264,23 +264,52 @@ class _FilterTransform(torch.autograd.Function):
         return grad_w.permute(0, 3, 1, 2), None, None  # (K, 3, 3, C) seen as (K, C, 3, 3)
 
 
+CHUNK_BYTES = 32 << 20
+
+
+def _chunks(n: int, bytes_per_image: int) -> list[slice]:
+    """Images in near-equal chunks whose largest transformed tensor is about CHUNK_BYTES: the transforms are
+    passes over tensors 2.25-9x the activation's size, and a chunk's stay in the last-level cache between the
+    passes instead of going out to memory and back (airnet-fast's 64 -> 256 on 15x15 at batch 2,000, forward
+    alone in fp32 with AVX2 kernels: 1,163 ms whole, 625-660 ms in chunks of 96-128 images). A function of the
+    shapes only, so a run's sums are the same on every machine."""
+    count = max(1, min(n, -(-n * bytes_per_image // CHUNK_BYTES)))
+    size = -(-n // count)
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
 class _Winograd(torch.autograd.Function):
-    """y = conv(x, filters) from the transformed filters U (alpha^2, K, C); keeps only what the backward needs
-    (the transformed tiles for the filter gradient, U for the input gradient)."""
+    """y = conv(x, filters) from the transformed filters U (alpha^2, K, C), a chunk of images at a time
+    (`_chunks`); keeps only what the backward needs (the transformed tiles for the filter gradient, U for the
+    input gradient)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, u: torch.Tensor, tiles: Tiles) -> torch.Tensor:
-        n, _, h, w = x.shape
-        v = _input_transform(x, tiles)
-        ctx.save_for_backward(v if ctx.needs_input_grad[1] else None, u if ctx.needs_input_grad[0] else None)
-        ctx.shape, ctx.tiles = (n, h, w), tiles
-        return _output_transform(torch.bmm(v, u.transpose(1, 2)), n, h, w, tiles)
+        (n, c, h, w), k, m, a = x.shape, u.shape[1], tiles.m, tiles.size
+        th, tw = _tile_counts(h, w, m)
+        chunks = _chunks(n, a * a * th * tw * max(c, k) * x.element_size())
+        keep = ctx.needs_input_grad[1]  # the filter gradient reads every chunk's tiles again
+        v = x.new_empty(a, a, n, th, tw, c) if keep else None
+        y = x.new_empty(n, th, m, tw, m, k)
+        for s in chunks:
+            vs = v[:, :, s] if keep else x.new_empty(a, a, s.stop - s.start, th, tw, c)
+            _output_transform(torch.bmm(_input_transform(x[s], tiles, vs), u.transpose(1, 2)), tiles, y[s])
+        ctx.save_for_backward(v, u if ctx.needs_input_grad[0] else None)
+        ctx.chunks, ctx.tiles, ctx.channels = chunks, tiles, c
+        return _crop(y.view(n, m * th, m * tw, k), h, w)
 
     @staticmethod
     def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         v, u = ctx.saved_tensors
-        grad_m = _output_transform_transposed(grad_y, ctx.tiles)
-        grad_x = (_input_transform_transposed(torch.bmm(grad_m, u), *ctx.shape, ctx.tiles)
-                  if u is not None else None)
-        grad_u = torch.bmm(grad_m.transpose(1, 2), v) if v is not None else None
-        return grad_x, grad_u, None
+        (n, _, h, w), a = grad_y.shape, ctx.tiles.size
+        grad_x = grad_y.new_empty(n, h, w, ctx.channels) if u is not None else None
+        grad_u = None
+        for s in ctx.chunks:
+            grad_m = _output_transform_transposed(grad_y[s], ctx.tiles)
+            if grad_x is not None:
+                _input_transform_transposed(torch.bmm(grad_m, u), ctx.tiles, grad_x[s])
+            if v is not None:  # summed over the chunks in a fixed order
+                vs = v[:, :, s].view(a * a, -1, ctx.channels)  # the chunk's tiles are contiguous
+                grad_u = (torch.bmm(grad_m.transpose(1, 2), vs) if grad_u is None
+                          else grad_u.baddbmm_(grad_m.transpose(1, 2), vs))
+        return None if grad_x is None else grad_x.permute(0, 3, 1, 2), grad_u, None

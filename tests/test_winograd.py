@@ -42,6 +42,25 @@ def test_conv3x3_is_the_convolution_with_its_gradients(x_shape, cout, bias, tile
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
+def test_chunks_split_the_batch_by_the_transformed_size() -> None:
+    per_image = winograd.CHUNK_BYTES // 3
+    assert winograd._chunks(7, per_image) == [slice(0, 3), slice(3, 6), slice(6, 7)]  # 7 images: 3 chunks
+    assert winograd._chunks(6, per_image) == [slice(0, 3), slice(3, 6)]
+    assert winograd._chunks(4, 1) == [slice(0, 4)]  # small layers: one chunk, the whole batch
+    assert winograd._chunks(3, 10 * winograd.CHUNK_BYTES) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+
+
+@pytest.mark.parametrize("tiles", [winograd.F2, winograd.F4], ids=["F2", "F4"])
+@pytest.mark.parametrize(("x_grad", "w_grad"), [(True, True), (False, True), (True, False)])
+def test_a_batch_in_chunks_is_the_same_convolution(monkeypatch, tiles, x_grad, w_grad) -> None:
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one image a chunk; the filter gradient summed over them
+    (ref, ref_grads), (out, grads) = _both_ways((5, 3, 9, 7), 4, True, x_grad, w_grad, tiles=tiles)
+    assert len(winograd._chunks(5, 1)) == 5 and out.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize(("x_grad", "w_grad"), [(False, True), (True, False)])
 def test_only_the_gradients_the_step_needs(x_grad, w_grad) -> None:
     # a first layer (the image needs no gradient) and a frozen layer under trained ones
@@ -76,7 +95,8 @@ def test_fp32_takes_the_larger_tiles_and_stays_within_fp32_rounding() -> None:
     (1024, 1024, 4, 1, True, True),  # a small map, wide enough
     (128, 128, 4, 1, False, True),  # resnet18-scratch: F4 pays here, F2 does not
     (64, 128, 16, 1, False, True),  # net003-norm's 64 channels: F4 only
-    (64, 128, 8, 1, False, False),
+    (64, 128, 8, 1, False, True),  # cnn004-relu: F4 from 64 input channels where the output is wider
+    (64, 64, 16, 1, False, False),  # but not 64 -> 64
     (256, 256, 7, 1, False, True),  # an odd map (airnet-fast): F4 only
     (256, 256, 2, 1, False, False),  # less than one window
     (32, 64, 16, 1, False, False),  # too narrow
