@@ -43,10 +43,13 @@ the host it runs on). Zen 4, 2 threads, channels_last, against the engine's own 
 | resnet12-aug: 64, 128 -> 128, 32x32 | 135.0 -> 122.8 ms (1.10x) | 297.4 -> 174.5 ms (1.70x) |
 | net003-norm: 60, 256 -> 512, 16x16 | 232.4 -> 154.2 ms (1.51x) | 523.2 -> 204.1 ms (2.56x) |
 | net003-norm: 60, 64 -> 128, 16x16 | 16.7 -> 18.5 ms (0.90x: direct) | 33.2 -> 26.6 ms (1.25x) |
-| airnet-fast: 2000, 256 -> 256, 7x7 | 734.2 -> 752.3 ms (0.98x: direct) | 1,603 -> 974 ms in chunks (1.65x) |
-| airnet-fast: 2000, 64 -> 256, 15x15 | 996.5 -> 1,144.5 ms (0.87x: direct) | 1,903 -> 1,622 ms in chunks (1.17x; whole: 0.85x) |
+| airnet-fast: 2000, 256 -> 256, 7x7 | 734.2 -> 752.3 ms (0.98x: direct) | 1,603 -> 974 ms (1.65x) |
+| airnet-fast: 2000, 64 -> 256, 15x15 | 996.5 -> 1,144.5 ms (0.87x: direct) | 1,903 -> 1,622 ms (1.17x) |
 | cnn004-relu: 256, 128 -> 128, 8x8 | 33.6 -> 38.0 ms (0.88x: direct) | 84.9 -> 80.7 ms (1.05x) |
 | resnet18-scratch: 128, 256 -> 256, 2x2 | 5.8 -> 8.0 ms (0.72x: direct) | 10.4 -> 19.7 ms (0.53x: direct) |
+
+The two airnet-fast rows in fp32 are with the batch in chunks (`_chunks`); on the whole batch at once they read
+1.27x and 0.85x (the survey before the change, 17 minutes earlier on the same VM).
 """
 from __future__ import annotations
 
