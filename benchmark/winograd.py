@@ -294,13 +294,13 @@ class _Winograd(torch.autograd.Function):
         (n, c, h, w), k, m, a = x.shape, u.shape[1], tiles.m, tiles.size
         th, tw = _tile_counts(h, w, m)
         chunks = _chunks(n, a * a * th * tw * max(c, k) * x.element_size())
-        keep = ctx.needs_input_grad[1]  # the filter gradient reads every chunk's tiles again
-        v = x.new_empty(a, a, n, th, tw, c) if keep else None
+        keep = ctx.needs_input_grad[1]  # the filter gradient reads every chunk's tiles again; else one chunk's room
+        v = x.new_empty(a, a, n if keep else chunks[0].stop, th, tw, c)
         y = x.new_empty(n, th, m, tw, m, k)
         for s in chunks:
-            vs = v[:, :, s] if keep else x.new_empty(a, a, s.stop - s.start, th, tw, c)
+            vs = v[:, :, s] if keep else v[:, :, :s.stop - s.start]
             _output_transform(torch.bmm(_input_transform(x[s], tiles, vs), u.transpose(1, 2)), tiles, y[s])
-        ctx.save_for_backward(v, u if ctx.needs_input_grad[0] else None)
+        ctx.save_for_backward(v if keep else None, u if ctx.needs_input_grad[0] else None)
         ctx.chunks, ctx.tiles, ctx.channels = chunks, tiles, c
         return _crop(y.view(n, m * th, m * tw, k), h, w)
 

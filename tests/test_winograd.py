@@ -25,6 +25,15 @@ def _both_ways(x_shape, cout, bias, x_grad=True, w_grad=True, dtype=torch.float6
     return results
 
 
+def _assert_same(results) -> None:
+    """The output and every gradient of `_both_ways`'s two results agree to float64 rounding."""
+    (ref, ref_grads), (out, grads) = results
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    assert len(grads) == len(ref_grads)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("tiles", [winograd.F2, winograd.F4], ids=["F2", "F4"])
 @pytest.mark.parametrize(("x_shape", "cout", "bias"), [
     ((2, 3, 4, 8), 5, True),  # maps that are whole tiles of either size
@@ -35,11 +44,9 @@ def _both_ways(x_shape, cout, bias, x_grad=True, w_grad=True, dtype=torch.float6
     ((1, 2, 1, 2), 3, True),  # a single tile
 ])
 def test_conv3x3_is_the_convolution_with_its_gradients(x_shape, cout, bias, tiles) -> None:
-    (ref, ref_grads), (out, grads) = _both_ways(x_shape, cout, bias, tiles=tiles)
-    assert out.is_contiguous(memory_format=CL)
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    for got, want in zip(grads, ref_grads, strict=True):  # x, weight (and bias)
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    results = _both_ways(x_shape, cout, bias, tiles=tiles)
+    assert results[1][0].is_contiguous(memory_format=CL)
+    _assert_same(results)  # output; x, weight (and bias) gradients
 
 
 def test_chunks_split_the_batch_by_the_transformed_size() -> None:
@@ -54,20 +61,17 @@ def test_chunks_split_the_batch_by_the_transformed_size() -> None:
 @pytest.mark.parametrize(("x_grad", "w_grad"), [(True, True), (False, True), (True, False)])
 def test_a_batch_in_chunks_is_the_same_convolution(monkeypatch, tiles, x_grad, w_grad) -> None:
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one image a chunk; the filter gradient summed over them
-    (ref, ref_grads), (out, grads) = _both_ways((5, 3, 9, 7), 4, True, x_grad, w_grad, tiles=tiles)
-    assert len(winograd._chunks(5, 1)) == 5 and out.is_contiguous(memory_format=CL)
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    for got, want in zip(grads, ref_grads, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    results = _both_ways((5, 3, 9, 7), 4, True, x_grad, w_grad, tiles=tiles)
+    assert len(winograd._chunks(5, 1)) == 5 and results[1][0].is_contiguous(memory_format=CL)
+    _assert_same(results)
 
 
 @pytest.mark.parametrize(("x_grad", "w_grad"), [(False, True), (True, False)])
 def test_only_the_gradients_the_step_needs(x_grad, w_grad) -> None:
     # a first layer (the image needs no gradient) and a frozen layer under trained ones
-    (ref, ref_grads), (out, grads) = _both_ways((2, 4, 6, 6), 3, False, x_grad, w_grad)
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    assert len(grads) == 1
-    torch.testing.assert_close(grads[0], ref_grads[0], rtol=1e-12, atol=1e-12)
+    results = _both_ways((2, 4, 6, 6), 3, False, x_grad, w_grad)
+    assert len(results[1][1]) == 1
+    _assert_same(results)
 
 
 def test_a_frozen_layer_on_the_image_has_no_backward() -> None:
