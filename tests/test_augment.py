@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 from benchmark.augment import (
@@ -11,6 +12,7 @@ from benchmark.augment import (
     POLICIES,
     POSITIONAL_OPS,
     Op,
+    affine_grid,
     alternating_hflip,
     augment,
     color_jitter,
@@ -205,6 +207,15 @@ def test_rotation_matches_torchvision_bilinear_counter_clockwise():
     ours = rotate(x, (30.0, 30.0), gen())
     theirs = TF.rotate(x, 30.0, interpolation=TF.InterpolationMode.BILINEAR)
     assert (ours - theirs)[..., 4:-4, 4:-4].abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_affine_grid_gives_torchs_sampling_points(dtype):
+    theta = torch.randn(5, 2, 3, generator=gen(), dtype=dtype)  # rotation, scale, shear and shift at once
+    ours = affine_grid(theta, 7, 12)  # a map taller than wide would catch swapped axes
+    theirs = F.affine_grid(theta, [5, 3, 7, 12], align_corners=False)
+    assert ours.shape == theirs.shape == (5, 7, 12, 2)
+    assert (ours - theirs).abs().max() < (1e-12 if dtype == torch.float64 else 1e-5)
 
 
 def test_random_resized_crop_full_box_is_identity_and_crops_zoom_in():
