@@ -212,7 +212,7 @@ def test_rotation_matches_torchvision_bilinear_counter_clockwise():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_affine_grid_gives_torchs_sampling_points(dtype):
     theta = torch.randn(5, 2, 3, generator=gen(), dtype=dtype)  # rotation, scale, shear and shift at once
-    ours = affine_grid(theta, 7, 12)  # a map taller than wide would catch swapped axes
+    ours = affine_grid(theta, 7, 12)  # unequal sides: swapped axes would show
     theirs = F.affine_grid(theta, [5, 3, 7, 12], align_corners=False)
     assert ours.shape == theirs.shape == (5, 7, 12, 2)
     assert (ours - theirs).abs().max() < (1e-12 if dtype == torch.float64 else 1e-5)
