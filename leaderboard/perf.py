@@ -174,11 +174,16 @@ def train_speed_context(data: dict[str, Any]) -> dict[str, Any]:
 
 def _speed_timing(rows: list[dict[str, Any]]) -> str:
     """How the rows' rates were timed: files written before the best-of-epochs protocol timed one epoch."""
-    counts = sorted({len(r["fast_epochs_images_per_s"]) for r in rows if r.get("fast_epochs_images_per_s")})
+    counts = sorted({len(r["fast_epochs_images_per_s"]) // r.get("processes", 1)
+                     for r in rows if r.get("fast_epochs_images_per_s")})
     if not counts:
         return "the second of two epochs, one each"
     timed = f"each side's fastest of {' or '.join(str(n) for n in counts)} timed epochs after an untimed one"
     own = sum(r.get("process") == "own" for r in rows)  # since 2026-12-07: each entry in a process of its own
+    processes = sorted({r.get("processes", 1) for r in rows})
+    if own == len(rows) and processes != [1]:  # perf_train_speed.py --processes N
+        return (f"{timed} in each of {' or '.join(str(n) for n in processes)} fresh processes per entry, one after "
+                "the other, each its reports' loop and then its fast path; the fastest epoch of all")
     if own == len(rows):
         return f"{timed}; each entry in a process of its own, its reports' loop and then its fast path"
     if own:

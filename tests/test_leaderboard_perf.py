@@ -283,3 +283,17 @@ def test_train_speed_says_whether_each_entry_had_a_process_of_its_own(tmp_path):
     assert page.tables["train-speed-mixed-table"][1][-2:] == ["", ""]  # a file of before: neither
     assert page.ids["train-speed-mixed-timing"].strip().endswith(
         "; 1 of 2 entries each in a process of its own, the rest in one process")
+
+
+def test_train_speed_says_how_many_processes_each_entry_had(tmp_path):
+    demo_results(tmp_path / "results")
+    perf = write_perf(tmp_path / "results")
+    row = {**perf["train_speed"]["speed"][0], "process": "own", "processes": 3,
+           "reports_epochs_images_per_s": [38.0, 40.0, 37.0, 39.0, 41.0, 36.0],
+           "fast_epochs_images_per_s": [120.0, 119.0, 121.0, 118.0, 117.0, 122.0]}
+    speed = {**perf["train_speed"], "accuracy": [], "speed": [row]}
+    (tmp_path / "results" / "perf" / "train_speed-best3.json").write_text(json.dumps(speed), encoding="utf-8")
+    page = _parse(build_site(tmp_path / "results", tmp_path / "site").out / "performance.html")
+    assert page.ids["train-speed-best3-timing"].strip().endswith(
+        "each side's fastest of 2 timed epochs after an untimed one in each of 3 fresh processes per entry, one after "
+        "the other, each its reports' loop and then its fast path; the fastest epoch of all")

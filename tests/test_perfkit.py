@@ -1,5 +1,5 @@
 """The measuring helpers of tests/perf: the FLOP count behind perf_train_speed's GEMM ceiling, and the timing of a
-network's convolutions alone behind its second ceiling."""
+network's convolutions alone behind its second ceiling; and how perf_train_speed combines an entry's processes."""
 
 import sys
 from pathlib import Path
@@ -105,3 +105,20 @@ def test_a_rule_survey_times_each_shape_once_and_sums_the_network_three_ways(cap
                       "11.0 ms by the best of both")
     survey.network("next", "its 3x3 layers")  # the sums start again
     assert "0.0 ms by direct alone" in capsys.readouterr().out
+
+
+def test_best_of_processes_takes_each_sides_fastest_epoch_and_keeps_every_epoch():
+    from perf_train_speed import best_of
+
+    rows = [{"entry": "mixer-aug", "reports_images_per_s": 470.0, "fast_images_per_s": 700.0,
+             "reports_epochs_images_per_s": [460.0, 470.0], "fast_epochs_images_per_s": [690.0, 700.0],
+             "conv_ms_reports": 9.0, "conv_ms_fast": 5.0},
+            {"entry": "mixer-aug", "reports_images_per_s": 456.0, "fast_images_per_s": 990.0,
+             "reports_epochs_images_per_s": [456.0, 450.0], "fast_epochs_images_per_s": [980.0, 990.0],
+             "conv_ms_reports": 8.0, "conv_ms_fast": 6.0}]
+    best = best_of(rows)
+    assert (best["reports_images_per_s"], best["fast_images_per_s"], best["processes"]) == (470.0, 990.0, 2)
+    assert best["fast_epochs_images_per_s"] == [690.0, 700.0, 980.0, 990.0]
+    assert best["reports_epochs_images_per_s"] == [460.0, 470.0, 456.0, 450.0]
+    assert (best["conv_ms_reports"], best["conv_ms_fast"]) == (8.0, 5.0)
+    assert best_of(rows[:1]) is rows[0]  # one process: its row as measured, no "processes" key
