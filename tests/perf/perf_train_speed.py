@@ -119,7 +119,6 @@ def reports_epochs(model: nn.Module, loader, lr: float, epochs: int) -> list[flo
 
 COMPILE = False  # --compile: the fast path with torch.compile
 TIMED_EPOCHS = 2  # --timed-epochs: each side's rate is its fastest of these, after one untimed epoch
-PROCESSES = 1  # --processes: each entry measured in this many fresh processes, each side's fastest epoch of all
 
 
 def best_of(rows: list[dict]) -> dict:
@@ -155,7 +154,7 @@ def test_accuracy(model: nn.Module, x, y, mean, std, precision: str, channels_la
     return accuracy(model, loader, precision)
 
 
-def speed(data, mean, std, names: list[str], threads: int | None) -> Iterator[dict]:
+def speed(data, mean, std, names: list[str], threads: int | None, processes: int = 1) -> Iterator[dict]:
     """Both loops' images/s for each entry, yielded as it is measured, with the ceiling: the best the fast path
     could reach if all of its counted FLOPs ran at this machine's peak dense rate (matmul or conv), as a multiple
     of the reports' loop; and for the convolutional entries a second one, the reports' whole step over the fast
@@ -174,7 +173,7 @@ def speed(data, mean, std, names: list[str], threads: int | None) -> Iterator[di
             continue
         idx = stratified_subset(data.y_train, n, seed=0)
         rows = []
-        for _ in range(PROCESSES):
+        for _ in range(processes):  # --processes: each side's fastest epoch of all (best_of)
             # not a multiprocessing.Pool: its workers are daemons, and the reports' DataLoader starts workers
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 rows.append(pool.submit(_both_sides, name, data.x_train[idx], data.y_train[idx], mean, std, threads,
@@ -278,7 +277,7 @@ def accuracy_check(data, mean, std, names: list[str], images: int | None, epochs
 
 
 def main() -> None:
-    global COMPILE, TIMED_EPOCHS, PROCESSES
+    global COMPILE, TIMED_EPOCHS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("CIFARZOO_DATA", "../shared/datasets/cifar10-jpeg.zip"))
     parser.add_argument("--models", nargs="+", default=[m for m, _, _ in MODELS])
@@ -294,11 +293,11 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="the fast path with torch.compile")
     parser.add_argument("--timed-epochs", type=int, default=TIMED_EPOCHS,
                         help="timed epochs per side after an untimed one; each side's fastest is its rate")
-    parser.add_argument("--processes", type=int, default=PROCESSES,
+    parser.add_argument("--processes", type=int, default=1,
                         help="fresh processes per entry, one after the other; each side's fastest epoch of all is "
                              "its rate (for a VM whose speed differs from process to process)")
     args = parser.parse_args()
-    COMPILE, TIMED_EPOCHS, PROCESSES = args.compile, max(1, args.timed_epochs), max(1, args.processes)
+    COMPILE, TIMED_EPOCHS = args.compile, max(1, args.timed_epochs)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -314,7 +313,8 @@ def main() -> None:
             result = {**json.load(f), **{k: v for k, v in result.items() if k not in ("speed", "accuracy")}}
     measured = {"threads": torch.get_num_threads()}
     if not args.skip_speed:
-        for row in speed(data, mean, std, args.models, args.threads):  # each row kept as soon as it is measured
+        processes = max(1, args.processes)
+        for row in speed(data, mean, std, args.models, args.threads, processes):  # each row kept when measured
             row = {**row, **measured, "load": os.getloadavg()[0]}
             result["speed"] = merge(result.get("speed", []), [row], ("entry",))
             if args.json:
