@@ -297,3 +297,20 @@ def test_train_speed_says_how_many_processes_each_entry_had(tmp_path):
     assert page.ids["train-speed-best3-timing"].strip().endswith(
         "each side's fastest of 2 timed epochs after an untimed one in each of 3 fresh processes per entry, one after "
         "the other, each its reports' loop and then its fast path; the fastest epoch of all")
+
+
+def test_train_speed_names_the_rows_re_measured_with_another_process_count(tmp_path):
+    demo_results(tmp_path / "results")
+    perf = write_perf(tmp_path / "results")
+    base = {**perf["train_speed"]["speed"][0], "process": "own", "reports_epochs_images_per_s": [38.0, 40.0],
+            "fast_epochs_images_per_s": [120.0, 119.0]}
+    again = {**base, "entry": "b", "processes": 3, "reports_epochs_images_per_s": [38.0, 40.0] * 3,
+             "fast_epochs_images_per_s": [120.0, 119.0] * 3}
+    rows = [{**base, "entry": "a"}, again, {**base, "entry": "c"}]
+    speed = {**perf["train_speed"], "accuracy": [], "speed": rows}
+    (tmp_path / "results" / "perf" / "train_speed-mixed.json").write_text(json.dumps(speed), encoding="utf-8")
+    page = _parse(build_site(tmp_path / "results", tmp_path / "site").out / "performance.html")
+    assert page.ids["train-speed-mixed-timing"].strip().endswith(
+        "each side's fastest of 2 timed epochs after an untimed one in each of 3 fresh processes for b, and 1 for "
+        "the other entries, one after the other, each its reports' loop and then its fast path; the fastest epoch "
+        "of all")
