@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -172,11 +173,12 @@ def train_speed_context(data: dict[str, Any]) -> dict[str, Any]:
             "timing": _speed_timing(speed)}
 
 
-def _process_counts(rows: list[dict[str, Any]], counts: list[int]) -> str:
+def _process_counts(rows: list[dict[str, Any]]) -> str:
     """'3 fresh processes per entry', or, where rows were re-measured with another count, which rows had which."""
-    if len(counts) == 1:
-        return f"{counts[0]} fresh processes per entry"
-    *named, rest = sorted(counts, key=lambda n: sum(r.get("processes", 1) == n for r in rows))  # the most common last
+    tally = Counter(r.get("processes", 1) for r in rows)
+    if len(tally) == 1:
+        return f"{next(iter(tally))} fresh processes per entry"
+    *named, rest = [n for n, _ in sorted(tally.items(), key=lambda item: item[1])]  # the most common last
     parts = [f"{n} fresh process{'es' if n > 1 else ''} for "
              + ", ".join(r["entry"] for r in rows if r.get("processes", 1) == n) for n in named]
     return "; ".join(parts) + f", and {rest} for the other entries"
@@ -190,9 +192,8 @@ def _speed_timing(rows: list[dict[str, Any]]) -> str:
         return "the second of two epochs, one each"
     timed = f"each side's fastest of {' or '.join(str(n) for n in counts)} timed epochs after an untimed one"
     own = sum(r.get("process") == "own" for r in rows)  # since 2026-12-07: each entry in a process of its own
-    processes = sorted({r.get("processes", 1) for r in rows})
-    if own == len(rows) and processes != [1]:  # perf_train_speed.py --processes N
-        return (f"{timed} in each of {_process_counts(rows, processes)}, one after the other, each its reports' "
+    if own == len(rows) and any(r.get("processes", 1) > 1 for r in rows):  # perf_train_speed.py --processes N
+        return (f"{timed} in each of {_process_counts(rows)}, one after the other, each its reports' "
                 "loop and then its fast path; the fastest epoch of all")
     if own == len(rows):
         return f"{timed}; each entry in a process of its own, its reports' loop and then its fast path"
