@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmark.augment import get_policy
 from benchmark.data import synthetic_dataset
@@ -131,6 +132,33 @@ def test_resize_to_64_is_bilinear_without_antialias(data):
     assert big.shape == (64, 3, 64, 64)
     expected = F.interpolate(small, size=(64, 64), mode="bilinear", align_corners=False, antialias=False)
     assert torch.allclose(big, expected, atol=1e-5)
+
+
+class _BigOutputs(TorchDispatchMode):
+    """The ops that write a tensor of `size` pixels a side."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size, self.ops = size, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] == self.size:
+            self.ops.append(func.overloadpacket.__name__)
+        return out
+
+
+def test_resize_writes_the_big_batch_once_in_its_layout(data):
+    """EfficientNetV2-S sees 384 px: a channels_last copy after the resize cost as much as the resize itself."""
+    images, labels = data
+    small, _ = next(iter(stats_loader(images, labels, channels_last=False)))
+    loader = stats_loader(images, labels, input_size=64)
+    with _BigOutputs(64) as seen:
+        big = loader.plain(64)
+    assert seen.ops == ["upsample_bilinear2d"]
+    assert big.is_contiguous(memory_format=torch.channels_last)
+    expected = F.interpolate(small, size=(64, 64), mode="bilinear", align_corners=False, antialias=False)
+    assert torch.equal(big, expected)
 
 
 def test_images_live_on_the_device_once_as_uint8_nchw(data):
