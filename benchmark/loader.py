@@ -87,7 +87,7 @@ class DeviceLoader:
             x = augment(x, self.policy, generator, self.apply_prob, index=index, epoch=epoch)
         x = (x - self.mean) / self.std
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        if self.input_size != x.shape[-1]:  # upsampled straight into its layout: a copy of the big batch is not free
+        if self.input_size != x.shape[-1]:  # upsampled straight into its layout: no second write of the big batch
             x = F.interpolate(x.contiguous(memory_format=layout), size=(self.input_size, self.input_size),
                               mode="bilinear", align_corners=False, antialias=False)
         return x.to(dtype=self.dtype, memory_format=layout)

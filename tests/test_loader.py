@@ -149,7 +149,7 @@ class _BigOutputs(TorchDispatchMode):
 
 
 def test_resize_writes_the_big_batch_once_in_its_layout(data):
-    """EfficientNetV2-S sees 384 px: a channels_last copy after the resize cost as much as the resize itself."""
+    """EfficientNetV2-S sees 384 px: a channels_last copy after the resize would write that big batch twice."""
     images, labels = data
     small, _ = next(iter(stats_loader(images, labels, channels_last=False)))
     loader = stats_loader(images, labels, input_size=64)
